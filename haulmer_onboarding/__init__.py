@@ -1,0 +1,95 @@
+"""haulmer-onboarding: the onboarding journey of Haulmer's customers.
+
+The public face: everything a web framework, a product plugin or a test
+needs is importable from here. Product plugins import nothing else.
+"""
+
+from haulmer_onboarding.certification import (
+    CertificationClient,
+    CertificationStatus,
+    CertificationStep,
+    StepStatus,
+)
+from haulmer_onboarding.dte import DteType
+from haulmer_onboarding.errors import (
+    CertificationServiceError,
+    ConflictError,
+    DocumentsError,
+    LinkError,
+    LinkExpired,
+    LinkInvalid,
+    LinkUsed,
+    LinkWrongPurpose,
+    NotFoundError,
+    OnboardingError,
+    PasswordError,
+    PluginError,
+    RutError,
+    SignatureError,
+    StepOrderError,
+    ValidationError,
+)
+from haulmer_onboarding.hookspecs import Plugins, hookimpl, hookspec
+from haulmer_onboarding.journey import Link, Onboarding, normalize_email
+from haulmer_onboarding.models import (
+    Customer,
+    DocumentOffer,
+    DtePolicy,
+    Journey,
+    JourneyEvent,
+    Organization,
+    Product,
+    Purchase,
+    PurchaseItem,
+    Stage,
+    TaxDocumentRequest,
+    Workspace,
+)
+from haulmer_onboarding.rut import Rut
+from haulmer_onboarding.settings import Settings
+from haulmer_onboarding.tokens import Purpose
+
+__all__ = [
+    "CertificationClient",
+    "CertificationServiceError",
+    "CertificationStatus",
+    "CertificationStep",
+    "ConflictError",
+    "Customer",
+    "DocumentOffer",
+    "DocumentsError",
+    "DtePolicy",
+    "DteType",
+    "Journey",
+    "JourneyEvent",
+    "Link",
+    "LinkError",
+    "LinkExpired",
+    "LinkInvalid",
+    "LinkUsed",
+    "LinkWrongPurpose",
+    "NotFoundError",
+    "Onboarding",
+    "OnboardingError",
+    "Organization",
+    "PasswordError",
+    "PluginError",
+    "Plugins",
+    "Product",
+    "Purchase",
+    "PurchaseItem",
+    "Purpose",
+    "Rut",
+    "RutError",
+    "Settings",
+    "SignatureError",
+    "Stage",
+    "StepOrderError",
+    "StepStatus",
+    "TaxDocumentRequest",
+    "ValidationError",
+    "Workspace",
+    "hookimpl",
+    "hookspec",
+    "normalize_email",
+]

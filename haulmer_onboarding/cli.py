@@ -1,0 +1,392 @@
+"""The ``haulmer-onboarding`` command.
+
+``demo``     runs a whole journey on real parts and prints its timeline.
+``serve``    runs the same parts for a person to click through.
+``plugins``  lists the loaded plugins and the hooks each implements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import attrs
+from cryptography.fernet import Fernet
+
+from haulmer_onboarding.hookspecs import Plugins
+from haulmer_onboarding.journey import Onboarding
+from haulmer_onboarding.models import Stage
+from haulmer_onboarding.sandbox import create_sandbox_app
+from haulmer_onboarding.settings import Settings
+from haulmer_onboarding.testing.customer import (
+    WebCustomer,
+    link_in,
+    wait_for,
+    wait_for_subject,
+)
+from haulmer_onboarding.testing.scenarios import SCENARIOS, purchase_for
+from haulmer_onboarding.testing.servers import free_port, serve_in_thread
+from haulmer_onboarding.testing.signatures import make_pkcs12
+from haulmer_onboarding.testing.smtp import SmtpCatcher
+from haulmer_onboarding.web import create_app
+from haulmer_onboarding.worker import Worker
+
+__all__ = ["main"]
+
+SUBJECTS = {
+    "purchase": "Haulmer - Compra exitosa",
+    "payment": "Haulmer - Pago Confirmado",
+    "tax": "¿Boleta o factura? Obtén tu documento tributario por la compra en HAULMER",
+    "password": "[Haulmer Accounts] Crea tu nueva contraseña",
+    "workspace": "[Workspace] Crea tu nuevo espacio de trabajo",
+    "setup": "¡Habilita tu organización para emitir documentos!",
+}
+
+
+@attrs.define
+class Stack:
+    """The real parts of a local deployment, running on 127.0.0.1."""
+
+    onboarding: Onboarding
+    catcher: SmtpCatcher
+    web_url: str
+    sandbox_url: str
+
+
+@contextmanager
+def local_stack(
+    folder: Path,
+    *,
+    web_port: int | None = None,
+    seconds_per_business_day: float = 0.1,
+    poll_interval: float = 0.2,
+    development: bool = False,
+) -> Iterator[Stack]:
+    """An SMTP catcher, the certification sandbox, the web app and a worker.
+
+    The database is a SQLite file in ``folder``; keys are made for the run.
+    """
+    with ExitStack() as stack:
+        catcher = SmtpCatcher().start()
+        stack.callback(catcher.stop)
+        sandbox = serve_in_thread(
+            create_sandbox_app(seconds_per_business_day=seconds_per_business_day)
+        )
+        stack.callback(sandbox.stop)
+
+        port = web_port or free_port()
+        settings = Settings(
+            secret_keys=(secrets.token_urlsafe(32),),
+            sealing_keys=(Fernet.generate_key().decode(),),
+            database_url=f"sqlite:///{folder / 'onboarding.db'}",
+            base_url=f"http://127.0.0.1:{port}",
+            smtp_port=catcher.port,
+            certification_url=sandbox.url,
+            development=development,
+        )
+        onboarding = Onboarding(settings)
+        stack.callback(onboarding.close)
+        onboarding.create_tables()
+
+        app = create_app(
+            onboarding,
+            mailbox=lambda: catcher.messages,
+            scenarios=SCENARIOS,
+        )
+        web = serve_in_thread(app, port=port)
+        stack.callback(web.stop)
+        worker = Worker(onboarding, poll_interval=poll_interval).start()
+        stack.callback(worker.stop)
+        yield Stack(onboarding, catcher, web.url, sandbox.url)
+
+
+class Timeline:
+    """Prints what happens, with the seconds since the start."""
+
+    def __init__(self, out: object = sys.stdout) -> None:
+        self._start = time.monotonic()
+        self._out = out
+
+    def __call__(self, text: str) -> None:
+        elapsed = time.monotonic() - self._start
+        print(f"[{elapsed:6.2f}s] {text}", file=self._out, flush=True)  # type: ignore[call-overload]
+
+
+class JourneyFailed(Exception):
+    """The demo's customer could not go on; the message says why."""
+
+
+def _expect(page_status: int, page_text: str, what: str, status: int = 200) -> None:
+    if page_status != status:
+        raise JourneyFailed(f"{what}: HTTP {page_status}: {page_text[:300]}")
+
+
+def run_demo(
+    scenario: str, *, admin_email: str | None = None, folder: Path | None = None
+) -> int:
+    """The whole journey as the customer lives it; 0 only if it completed."""
+    say = Timeline()
+    buyer = "compras@ferreteria-los-andes.cl"
+    with ExitStack() as stack:
+        if folder is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        say(f"SQLite en {folder / 'onboarding.db'}")
+        parts = stack.enter_context(local_stack(folder))
+        say(f"SMTP en 127.0.0.1:{parts.catcher.port}, web en {parts.web_url}, "
+            f"certificación (sandbox) en {parts.sandbox_url}")
+        customer = WebCustomer()
+        stack.callback(customer.close)
+        try:
+            return _walk(parts, customer, say, scenario, buyer, admin_email)
+        except (JourneyFailed, TimeoutError, LookupError) as exc:
+            say(f"FALLÓ: {exc}")
+            return 1
+
+
+def _walk(
+    parts: Stack,
+    customer: WebCustomer,
+    say: Timeline,
+    scenario: str,
+    buyer: str,
+    admin_email: str | None,
+) -> int:
+    onboarding, catcher = parts.onboarding, parts.catcher
+    purchase = purchase_for(scenario, email=buyer)
+    journey = onboarding.record_purchase(purchase)
+    say(
+        f"compra {journey.order_number} registrada: {', '.join(journey.products)}"
+        + (" (nueva razón social)" if purchase.changes_legal_name else "")
+    )
+
+    def read(recipient: str, key: str) -> object:
+        message = wait_for_subject(catcher, recipient, SUBJECTS[key])
+        number = catcher.messages.index(message) + 1
+        say(f"✉ #{number} «{message.subject}» → {', '.join(message.rcpt_tos)}")
+        return message
+
+    for key in ("purchase", "payment"):
+        read(buyer, key)
+
+    tax = read(buyer, "tax")
+    page = customer.open(link_in(tax, "SOLICITAR DOCUMENTO"))  # type: ignore[arg-type]
+    _expect(page.status, page.text, "documento tributario")
+    page = customer.submit(
+        page,
+        "SOLICITAR DOCUMENTO",
+        {
+            "kind": "factura",
+            "legal_name": "Inversiones Rojas SpA",
+            "rut": "76.354.771-K",
+            "business_activity": "Comercio al por menor",
+            "address": "Av. Providencia 1234, Providencia",
+        },
+    )
+    _expect(page.status, page.text, "documento tributario")
+    say("→ ¿Boleta o factura?: factura solicitada")
+
+    password = "Haulmer" + secrets.token_hex(4) + "9"
+    created = read(buyer, "password")
+    page = customer.open(link_in(created, "CREAR CONTRASEÑA"))  # type: ignore[arg-type]
+    _expect(page.status, page.text, "CREAR CONTRASEÑA")
+    page = customer.submit(
+        page, "CREAR CONTRASEÑA", {"password": password, "confirmation": password}
+    )
+    _expect(page.status, page.text, "CREAR CONTRASEÑA")
+    say("→ CREAR CONTRASEÑA: contraseña creada")
+
+    admin = buyer
+    if purchase.changes_legal_name:
+        admin = (admin_email or buyer).strip().lower()
+        _workspace_wizard(customer, read(buyer, "workspace"), say, admin)
+        if admin != buyer:
+            # A new administrator creates their own password first.
+            created = read(admin, "password")
+            page = customer.open(link_in(created, "CREAR CONTRASEÑA"))  # type: ignore[arg-type]
+            page = customer.submit(
+                page,
+                "CREAR CONTRASEÑA",
+                {"password": password, "confirmation": password},
+            )
+            _expect(page.status, page.text, "CREAR CONTRASEÑA (administrador)")
+            say("→ CREAR CONTRASEÑA: contraseña del administrador creada")
+
+    _setup_wizard(customer, read(admin, "setup"), say)
+
+    # The certification moves on its own; its emails arrive as it does.
+    outcome = wait_for(
+        catcher,
+        lambda m: admin in m.rcpt_tos
+        and ("ya puede emitir" in m.subject or "necesita tu atención" in m.subject),
+        timeout=60.0,
+    )
+    for message in catcher.messages:
+        if message.subject.startswith(("Comenzó", "Avance")) or message is outcome:
+            number = catcher.messages.index(message) + 1
+            say(f"✉ #{number} «{message.subject}» → {', '.join(message.rcpt_tos)}")
+    if "necesita tu atención" in outcome.subject:
+        raise JourneyFailed(f"la certificación falló: {outcome.subject}")
+    enabled = outcome
+
+    page = customer.open(link_in(enabled, "VER DETALLE"))
+    _expect(page.status, page.text, "estado de la certificación")
+    final = onboarding.journey(journey.id)
+    say(f"estado final: {final.stage.value}; documentos "
+        f"{', '.join(str(c) for c in sorted(final.documents))}; "
+        f"{len(catcher.messages)} correos")
+    if final.stage is not Stage.ENABLED or "habilitada" not in page.text:
+        raise JourneyFailed(f"la organización no quedó habilitada ({final.stage})")
+    say(f"✔ {final.organization.legal_name if final.organization else ''} "
+        "habilitada para emitir documentos")
+    return 0
+
+
+def _workspace_wizard(
+    customer: WebCustomer, message: object, say: Timeline, admin: str
+) -> None:
+    page = customer.open(link_in(message, "CREAR WORKSPACE"))  # type: ignore[arg-type]
+    _expect(page.status, page.text, "CREAR WORKSPACE")
+    page = customer.submit(page, "ACTIVAR")
+    _expect(page.status, page.text, "ACTIVAR")
+    say("→ CREAR WORKSPACE: ACTIVAR")
+    page = customer.submit(page, "CREAR", {"name": "Camila Rojas", "email": admin})
+    _expect(page.status, page.text, "CREAR (administrador)")
+    say(f"→ paso 1, CREAR: administrador {admin}")
+    page = customer.submit(page, "SIGUIENTE", {"workspace_name": "Rojas y Cía"})
+    _expect(page.status, page.text, "SIGUIENTE (nombre)")
+    say("→ paso 2, SIGUIENTE: espacio «Rojas y Cía»")
+    page = customer.submit(
+        page,
+        "FINALIZAR",
+        {"legal_name": "Comercial Rojas y Compañía Limitada", "rut": "76.543.210-3"},
+    )
+    _expect(page.status, page.text, "FINALIZAR")
+    say("→ paso 3, FINALIZAR: razón social y RUT 76.543.210-3")
+
+
+def _setup_wizard(customer: WebCustomer, message: object, say: Timeline) -> None:
+    page = customer.open(link_in(message, "INICIAR SETUP"))  # type: ignore[arg-type]
+    _expect(page.status, page.text, "INICIAR SETUP")
+    page = customer.submit(page, "COMENZAR")
+    _expect(page.status, page.text, "COMENZAR")
+    say("→ INICIAR SETUP: COMENZAR")
+    page = customer.submit(page, "SIGUIENTE")
+    _expect(page.status, page.text, "organización")
+    say("→ paso 1, SIGUIENTE: organización principal elegida")
+
+    signature_password = "firma-" + secrets.token_hex(4)
+    pfx = make_pkcs12(
+        holder_name="Camila Rojas Fuentes",
+        holder_rut="15.678.901-1",
+        password=signature_password,
+    )
+    page = customer.submit(
+        page,
+        "SIGUIENTE",
+        {"signature_password": signature_password},
+        files={"signature": ("camila-rojas.pfx", pfx, "application/x-pkcs12")},
+    )
+    _expect(page.status, page.text, "firma electrónica")
+    say(f"→ paso 2, SIGUIENTE: firma .pfx de {len(pfx)} bytes cargada")
+    page = customer.submit(page, "SIGUIENTE")
+    _expect(page.status, page.text, "documentos")
+    say("→ paso 3, SIGUIENTE: documentos elegidos; comienza la certificación")
+
+
+def run_serve(port: int, folder: Path | None, business_day: float) -> int:
+    with ExitStack() as stack:
+        if folder is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        parts = stack.enter_context(
+            local_stack(
+                folder,
+                web_port=port,
+                seconds_per_business_day=business_day,
+                poll_interval=1.0,
+                development=True,
+            )
+        )
+        print(f"Buzón de desarrollo: {parts.web_url}/_dev/correos")
+        print(f"SMTP en 127.0.0.1:{parts.catcher.port}; base de datos en {folder}")
+        print("Ctrl-C para terminar.")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print()
+    return 0
+
+
+def run_plugins(as_json: bool) -> int:
+    plugins = Plugins(blocked=Settings.from_env(
+        secret_keys=("unused",), sealing_keys=("unused",)
+    ).blocked_plugins)
+    described = plugins.describe()
+    if as_json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for plugin in described:
+        print(f"{plugin['name']} {plugin['version']}: {', '.join(plugin['hooks'])}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="haulmer-onboarding",
+        description="The onboarding journey of Haulmer's customers.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log info lines")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run a whole journey on real parts")
+    demo.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="razon-social",
+        help="which purchase: " + "; ".join(f"{k}: {v[0]}" for k, v in SCENARIOS.items()),
+    )
+    demo.add_argument(
+        "--admin-email", help="another workspace administrator (razon-social only)"
+    )
+    demo.add_argument("--keep", type=Path, help="keep the SQLite file in this folder")
+
+    serve = commands.add_parser("serve", help="serve the journey for a person")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--data", type=Path, help="folder for the SQLite file")
+    serve.add_argument(
+        "--business-day",
+        type=float,
+        default=5.0,
+        help="seconds the sandbox takes per business day of certification",
+    )
+
+    plugins = commands.add_parser("plugins", help="list loaded plugins")
+    plugins.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "demo":
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+        return run_demo(args.scenario, admin_email=args.admin_email, folder=args.keep)
+    if args.command == "serve":
+        return run_serve(args.port, args.data, args.business_day)
+    return run_plugins(args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

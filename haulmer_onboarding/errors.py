@@ -1,0 +1,151 @@
+"""The SDK's exceptions.
+
+Every error a customer can cause carries a stable ``code`` for programs (the
+JSON API, logs, tests) and a ``message`` in Chilean Spanish that a page can
+show as it is. Each also subclasses the built-in it resembles, so callers
+that only know Python's exceptions can still catch it::
+
+    OnboardingError(Exception)
+    ├── LinkError(ValueError)               a link that cannot be used
+    │   ├── LinkInvalid                     bad signature, mangled, unknown
+    │   ├── LinkExpired                     signed, but too old
+    │   ├── LinkWrongPurpose                made for another step
+    │   └── LinkUsed                        already used or superseded
+    ├── StepOrderError(RuntimeError)        a step before its turn
+    ├── ValidationError(ValueError)         a form value the rules refuse
+    │   ├── PasswordError                   the password policy
+    │   ├── RutError                        a RUT that is not one
+    │   ├── SignatureError                  a PKCS#12 that cannot be used
+    │   └── DocumentsError                  a DTE choice the policy refuses
+    ├── NotFoundError(LookupError)          no such purchase or record
+    ├── ConflictError(RuntimeError)         contradicting product rules
+    ├── PluginError(RuntimeError)           a plugin broke the contract
+    └── CertificationServiceError(ConnectionError)
+                                            the certification service failed
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class OnboardingError(Exception):
+    """Base of every error the SDK raises on purpose.
+
+    ``code`` is stable across releases; ``message`` is Spanish text for the
+    customer; ``field`` names the form field at fault, when there is one.
+    """
+
+    code: ClassVar[str] = "onboarding_error"
+    default_message: ClassVar[str] = "No pudimos completar la operación."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+        self.field = field
+        super().__init__(self.message)
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The error as the JSON API returns it."""
+        return {"code": self.code, "message": self.message, "field": self.field}
+
+
+class LinkError(OnboardingError, ValueError):
+    code = "link_invalid"
+    default_message = "El enlace no es válido."
+
+
+class LinkInvalid(LinkError):
+    code = "link_invalid"
+    default_message = (
+        "El enlace no es válido. Revisa que lo hayas copiado completo desde "
+        "el correo."
+    )
+
+
+class LinkExpired(LinkError):
+    code = "link_expired"
+    default_message = "El enlace expiró. Puedes pedir uno nuevo."
+
+    def __init__(self, message: str | None = None, *, purpose: str = "") -> None:
+        super().__init__(message)
+        self.purpose = purpose
+
+
+class LinkWrongPurpose(LinkError):
+    code = "link_wrong_purpose"
+    default_message = "Este enlace es para otro paso del proceso."
+
+
+class LinkUsed(LinkError):
+    code = "link_used"
+    default_message = (
+        "Este enlace ya fue usado. Si necesitas uno nuevo, pídelo desde el "
+        "último correo que recibiste."
+    )
+
+
+class StepOrderError(OnboardingError, RuntimeError):
+    code = "step_order"
+    default_message = "Este paso todavía no está disponible."
+
+
+class ValidationError(OnboardingError, ValueError):
+    code = "invalid"
+    default_message = "Revisa los datos ingresados."
+
+
+class PasswordError(ValidationError):
+    code = "password_invalid"
+    default_message = (
+        "La contraseña debe tener al menos 8 caracteres e incluir letras "
+        "minúsculas, mayúsculas y números."
+    )
+
+
+class RutError(ValidationError):
+    code = "rut_invalid"
+    default_message = "El RUT no es válido."
+
+
+class SignatureError(ValidationError):
+    code = "signature_invalid"
+    default_message = "No pudimos leer la firma electrónica."
+
+
+class DocumentsError(ValidationError):
+    code = "documents_invalid"
+    default_message = "La selección de documentos no es válida."
+
+
+class NotFoundError(OnboardingError, LookupError):
+    code = "not_found"
+    default_message = "No encontramos lo que buscas."
+
+
+class ConflictError(OnboardingError, RuntimeError):
+    code = "conflict"
+    default_message = (
+        "Los servicios comprados tienen reglas incompatibles. Contacta a "
+        "soporte."
+    )
+
+
+class PluginError(OnboardingError, RuntimeError):
+    code = "plugin_error"
+    default_message = "Un complemento del sistema no respondió como se esperaba."
+
+
+class CertificationServiceError(OnboardingError, ConnectionError):
+    code = "certification_unavailable"
+    default_message = (
+        "El servicio de certificación no está disponible. Reintentaremos "
+        "automáticamente."
+    )

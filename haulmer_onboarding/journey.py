@@ -1,0 +1,1218 @@
+"""The facade: one method per customer step, and every rule of their order.
+
+A step method opens one transaction in which it reads the link, checks that
+the journey stands where the step may happen, changes the state, consumes
+the link when the step completes its purpose, issues the next links and
+queues the next emails. Either all of that commits or none of it does, so a
+refused step changes nothing.
+
+The order is the customer's: purchase recorded; CREAR CONTRASEÑA; for a new
+razón social the workspace wizard (ACTIVAR, CREAR, SIGUIENTE, FINALIZAR);
+INICIAR SETUP (COMENZAR, organization, signature, documents); certification;
+the organization enabled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.engine import Row
+
+from haulmer_onboarding import passwords, store
+from haulmer_onboarding.certification import (
+    CertificationClient,
+    CertificationStatus,
+    CertificationStep,
+)
+from haulmer_onboarding.dte import DteType, parse_codes
+from haulmer_onboarding.errors import (
+    CertificationServiceError,
+    DocumentsError,
+    LinkInvalid,
+    LinkUsed,
+    NotFoundError,
+    StepOrderError,
+    ValidationError,
+)
+from haulmer_onboarding.hookspecs import Plugins
+from haulmer_onboarding.mail import Relay, Renderer, queue_email
+from haulmer_onboarding.models import (
+    Customer,
+    DocumentOffer,
+    Journey,
+    JourneyEvent,
+    Organization,
+    Purchase,
+    PurchaseItem,
+    Stage,
+    TaxDocumentRequest,
+    Workspace,
+)
+from haulmer_onboarding.rut import Rut
+from haulmer_onboarding.settings import Settings
+from haulmer_onboarding.signatures import SignatureSealer, load_signature
+from haulmer_onboarding.store import Store
+from haulmer_onboarding.store.tables import (
+    customers,
+    events,
+    journeys,
+    link_tokens,
+    organizations,
+    workspaces,
+)
+from haulmer_onboarding.tokens import LinkClaims, LinkSigner, Purpose
+
+__all__ = ["LINK_PATHS", "Link", "Onboarding", "normalize_email"]
+
+logger = logging.getLogger("haulmer_onboarding")
+
+#: Where each purpose's link lands, relative to ``Settings.base_url``.
+LINK_PATHS: Mapping[str, str] = {
+    Purpose.CREATE_PASSWORD: "/contrasena/{token}",
+    Purpose.CREATE_WORKSPACE: "/workspace/{token}",
+    Purpose.START_SETUP: "/setup/{token}",
+    Purpose.TAX_DOCUMENT: "/documento-tributario/{token}",
+    Purpose.CERTIFICATION_STATUS: "/certificacion/{token}",
+}
+
+_WIZARD_STAGES = (
+    Stage.WORKSPACE_PENDING,
+    Stage.WORKSPACE_ACTIVATED,
+    Stage.WORKSPACE_ADMIN_CREATED,
+    Stage.WORKSPACE_NAMED,
+)
+_SETUP_OPEN = (
+    Stage.SETUP_PENDING,
+    Stage.SETUP_STARTED,
+    Stage.SETUP_ORGANIZATION_CHOSEN,
+    Stage.SETUP_SIGNATURE_LOADED,
+)
+
+
+def normalize_email(email: str) -> str:
+    """Trimmed and lowercased: addresses are matched without regard to case."""
+    return email.strip().lower()
+
+
+def _check_email(email: str, field: str = "email") -> str:
+    normalized = normalize_email(email)
+    local, at, domain = normalized.partition("@")
+    if not (local and at and "." in domain) or any(c.isspace() for c in normalized):
+        raise ValidationError(
+            "Ingresa un correo electrónico válido, por ejemplo nombre@empresa.cl.",
+            code="email_invalid",
+            field=field,
+        )
+    return normalized
+
+
+def _required_text(value: str, field: str, label: str, limit: int = 200) -> str:
+    text = " ".join(value.split())
+    if not text:
+        raise ValidationError(f"Ingresa {label}.", code=f"{field}_missing", field=field)
+    if len(text) > limit:
+        raise ValidationError(
+            f"{label.capitalize()} no puede superar {limit} caracteres.",
+            code=f"{field}_too_long",
+            field=field,
+        )
+    return text
+
+
+def _parse_rut(value: str, field: str = "rut") -> Rut:
+    try:
+        return Rut.parse(value)
+    except ValidationError as exc:
+        exc.field = field
+        raise
+
+
+@attrs.frozen
+class Link:
+    """A link that may be shown: its claims, and what it acts on."""
+
+    purpose: str
+    claims: LinkClaims
+    customer: Customer | None = None
+    journey: Journey | None = None
+
+
+@attrs.frozen
+class _Pending:
+    """What a transaction leaves to do once it has committed."""
+
+    events: list[JourneyEvent] = attrs.field(factory=list)
+
+
+class Onboarding:
+    """The onboarding journey of a deployment: the one object callers need.
+
+    Web handlers, the command line and tests call its methods; none of them
+    touches the database or builds an email.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        plugins: Plugins | None = None,
+        certification: CertificationClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Callable[[], datetime] = settings.clock
+        self.store = Store(settings.database_url)
+        self.plugins = plugins or Plugins(blocked=settings.blocked_plugins)
+        self.links = LinkSigner(
+            settings.secret_keys,
+            max_ages=settings.link_max_ages,
+            clock_skew=settings.clock_skew,
+            clock=self.clock,
+        )
+        self.renderer = Renderer(
+            [*settings.template_dirs, *self.plugins.template_dirs()]
+        )
+        self.sealer = SignatureSealer(settings.sealing_keys)
+        self.certification = certification or CertificationClient(
+            settings.certification_url, api_key=settings.certification_api_key
+        )
+
+    # -- plumbing ----------------------------------------------------------
+
+    def create_tables(self) -> None:
+        self.store.create_all()
+
+    def relay(self) -> Relay:
+        """A relay delivering this deployment's outbox to its SMTP server."""
+        s = self.settings
+        return Relay(
+            self.store,
+            host=s.smtp_host,
+            port=s.smtp_port,
+            sender=s.mail_from,
+            username=s.smtp_username,
+            password=s.smtp_password,
+            starttls=s.smtp_starttls,
+            timeout=s.smtp_timeout,
+            clock=self.clock,
+        )
+
+    def close(self) -> None:
+        self.certification.close()
+        self.store.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[tuple[Connection, _Pending]]:
+        pending = _Pending()
+        with self.store.begin() as conn:
+            yield conn, pending
+        for event in pending.events:
+            self.plugins.notify(event)
+
+    def link_url(self, purpose: str, token: str) -> str:
+        path = LINK_PATHS[purpose].format(token=token)
+        return self.settings.base_url.rstrip("/") + path
+
+    def _event(
+        self,
+        conn: Connection,
+        pending: _Pending,
+        journey_id: int | None,
+        kind: str,
+        /,
+        **data: Any,
+    ) -> None:
+        now = self.clock()
+        store.record_event(conn, journey_id, kind, now, data)
+        if journey_id is not None:
+            pending.events.append(
+                JourneyEvent(journey_id=journey_id, kind=kind, at=now, data=data)
+            )
+
+    def _issue_link(
+        self, conn: Connection, purpose: str, subject: str, *, supersede: bool = True
+    ) -> str:
+        """A new link for ``purpose``; older unused ones for it stop working.
+
+        Read-only links (certification status) do not supersede: a customer
+        may open any progress email.
+        """
+        token, claims = self.links.issue(purpose)
+        now = self.clock()
+        if supersede:
+            self._revoke_links(conn, subject, purpose)
+        conn.execute(
+            link_tokens.insert().values(
+                jti=claims.jti, purpose=purpose, subject=subject, issued_at=now
+            )
+        )
+        return self.link_url(purpose, token)
+
+    def _read_link(
+        self, conn: Connection, token: str, purpose: str
+    ) -> tuple[LinkClaims, str]:
+        """The claims and subject of a live link, or a ``LinkError``."""
+        claims = self.links.read(token, purpose)
+        row = store.one(
+            conn, sa.select(link_tokens).where(link_tokens.c.jti == claims.jti)
+        )
+        if row is None or row.purpose != purpose:
+            raise LinkInvalid()
+        if row.used_at is not None or row.revoked_at is not None:
+            raise LinkUsed()
+        return claims, str(row.subject)
+
+    def _consume_link(self, conn: Connection, claims: LinkClaims) -> None:
+        """Mark the link used; if another request got there first, refuse.
+
+        The conditional update is what makes two concurrent uses safe: only
+        one of them can change the row from unused to used.
+        """
+        result = conn.execute(
+            link_tokens.update()
+            .where(
+                link_tokens.c.jti == claims.jti,
+                link_tokens.c.used_at.is_(None),
+                link_tokens.c.revoked_at.is_(None),
+            )
+            .values(used_at=self.clock())
+        )
+        if result.rowcount != 1:
+            raise LinkUsed()
+
+    def _revoke_links(self, conn: Connection, subject: str, purpose: str) -> None:
+        conn.execute(
+            link_tokens.update()
+            .where(
+                link_tokens.c.subject == subject,
+                link_tokens.c.purpose == purpose,
+                link_tokens.c.used_at.is_(None),
+                link_tokens.c.revoked_at.is_(None),
+            )
+            .values(revoked_at=self.clock())
+        )
+
+    def _email(
+        self,
+        conn: Connection,
+        pending: _Pending,
+        template: str,
+        recipient: str,
+        journey_id: int | None,
+        /,
+        **context: Any,
+    ) -> None:
+        context.setdefault("recipient", recipient)
+        queue_email(
+            conn,
+            self.renderer,
+            template=template,
+            sender=self.settings.mail_from,
+            recipient=recipient,
+            context=context,
+            now=self.clock(),
+            journey_id=journey_id,
+        )
+        self._event(
+            conn, pending, journey_id, "email_queued", template=template, to=recipient
+        )
+
+    # -- reading -----------------------------------------------------------
+
+    def _customer(self, row: Row[Any]) -> Customer:
+        return Customer(
+            id=row.id,
+            email=row.email,
+            name=row.name,
+            has_password=row.password_hash is not None,
+        )
+
+    def _workspace(self, conn: Connection, workspace_id: int) -> Workspace:
+        row = store.one(
+            conn,
+            sa.select(workspaces, customers.c.email)
+            .join(customers, customers.c.id == workspaces.c.administrator_id, isouter=True)
+            .where(workspaces.c.id == workspace_id),
+        )
+        assert row is not None
+        orgs = store.all_rows(
+            conn,
+            sa.select(organizations)
+            .where(organizations.c.workspace_id == workspace_id)
+            .order_by(organizations.c.id),
+        )
+        return Workspace(
+            id=row.id,
+            name=row.name,
+            administrator_email=row.email,
+            organizations=tuple(
+                Organization(id=o.id, legal_name=o.legal_name, rut=o.rut) for o in orgs
+            ),
+            finished=row.finished_at is not None,
+        )
+
+    def _journey(self, conn: Connection, row: Row[Any]) -> Journey:
+        buyer = store.customer_by_id(conn, row.customer_id)
+        assert buyer is not None
+        workspace = (
+            self._workspace(conn, row.workspace_id) if row.workspace_id else None
+        )
+        organization = None
+        if workspace is not None and row.organization_id is not None:
+            organization = next(
+                o for o in workspace.organizations if o.id == row.organization_id
+            )
+        tax = row.tax_document
+        return Journey(
+            id=row.id,
+            order_number=row.order_number,
+            stage=Stage(row.stage),
+            buyer=self._customer(buyer),
+            products=tuple(row.products),
+            changes_legal_name=row.changes_legal_name,
+            workspace=workspace,
+            organization=organization,
+            documents=frozenset(row.documents or ()),
+            signature=row.signature_info,
+            certification=row.certification,
+            tax_document=TaxDocumentRequest(**tax) if tax else None,
+            created_at=row.created_at,
+        )
+
+    def journey(self, journey_id: int) -> Journey:
+        with self.store.begin() as conn:
+            row = store.journey_row(conn, journey_id)
+            if row is None:
+                raise NotFoundError()
+            return self._journey(conn, row)
+
+    def journey_by_order(self, order_number: str) -> Journey:
+        with self.store.begin() as conn:
+            row = store.journey_by_order(conn, order_number)
+            if row is None:
+                raise NotFoundError()
+            return self._journey(conn, row)
+
+    def events(self, journey_id: int) -> list[JourneyEvent]:
+        """The journey's events, oldest first."""
+        with self.store.begin() as conn:
+            rows = store.all_rows(
+                conn,
+                sa.select(events)
+                .where(events.c.journey_id == journey_id)
+                .order_by(events.c.id),
+            )
+        return [
+            JourneyEvent(journey_id=r.journey_id, kind=r.kind, at=r.at, data=r.data)
+            for r in rows
+        ]
+
+    def open_link(self, token: str, purpose: str) -> Link:
+        """What a GET on a link shows. Reads only: nothing is consumed."""
+        with self.store.begin() as conn:
+            claims, subject = self._read_link(conn, token, purpose)
+            kind, _, key = subject.partition(":")
+            if kind == "customer":
+                row = store.customer_by_id(conn, int(key))
+                assert row is not None
+                return Link(purpose, claims, customer=self._customer(row))
+            journey_row = store.journey_row(conn, int(key))
+            assert journey_row is not None
+            return Link(purpose, claims, journey=self._journey(conn, journey_row))
+
+    def _journey_for_link(
+        self, conn: Connection, token: str, purpose: str
+    ) -> tuple[LinkClaims, Row[Any]]:
+        claims, subject = self._read_link(conn, token, purpose)
+        row = store.journey_row(conn, int(subject.partition(":")[2]), for_update=True)
+        assert row is not None
+        return claims, row
+
+    # -- 1-6: the purchase -------------------------------------------------
+
+    def record_purchase(self, purchase: Purchase) -> Journey:
+        """Record a paid purchase and queue the journey's first emails.
+
+        Recording the same order number again returns the journey it already
+        has and sends nothing.
+        """
+        order_number = _required_text(
+            purchase.order_number, "order_number", "el número de orden", 64
+        )
+        email = _check_email(purchase.email)
+        buyer_name = _required_text(purchase.buyer_name, "buyer_name", "el nombre")
+        if not purchase.items:
+            raise ValidationError(
+                "La compra no tiene productos.", code="purchase_empty", field="items"
+            )
+        products = self.plugins.products_for_items(i.code for i in purchase.items)
+        if not products:
+            raise ValidationError(
+                "Ningún producto de la compra corresponde a un servicio conocido.",
+                code="purchase_unknown_products",
+                field="items",
+            )
+        # Contradicting product rules must stop the purchase here, not later.
+        self.plugins.document_offer(products, purchase)
+        legal_name, rut = "", None
+        if not purchase.changes_legal_name:
+            legal_name = _required_text(purchase.legal_name, "legal_name", "la razón social")
+            rut = _parse_rut(purchase.rut)
+
+        with self._transaction() as (conn, pending):
+            existing = store.journey_by_order(conn, order_number)
+            if existing is not None:
+                return self._journey(conn, existing)
+
+            now = self.clock()
+            customer = store.customer_by_email(conn, email)
+            if customer is None:
+                customer_id = store.insert(
+                    conn,
+                    customers,
+                    {"email": email, "name": buyer_name, "created_at": now},
+                )
+                customer = store.customer_by_id(conn, customer_id)
+                assert customer is not None
+
+            workspace_id = organization_id = None
+            stage = Stage.WORKSPACE_PENDING
+            if rut is not None:
+                workspace_id = store.insert(
+                    conn,
+                    workspaces,
+                    {
+                        "name": legal_name,
+                        "administrator_id": customer.id,
+                        "finished_at": now,
+                        "created_at": now,
+                    },
+                )
+                organization_id = store.insert(
+                    conn,
+                    organizations,
+                    {
+                        "workspace_id": workspace_id,
+                        "legal_name": legal_name,
+                        "rut": str(rut),
+                        "created_at": now,
+                    },
+                )
+                stage = Stage.SETUP_PENDING
+
+            journey_id = store.insert(
+                conn,
+                journeys,
+                {
+                    "order_number": order_number,
+                    "customer_id": customer.id,
+                    "purchase": _purchase_json(purchase, email),
+                    "products": list(products),
+                    "changes_legal_name": purchase.changes_legal_name,
+                    "stage": stage.value,
+                    "workspace_id": workspace_id,
+                    "organization_id": organization_id,
+                    "documents": [],
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            self._event(
+                conn,
+                pending,
+                journey_id,
+                "purchase_recorded",
+                order_number=order_number,
+                products=list(products),
+            )
+
+            names = [self.plugins.products[p].name for p in products]
+            common = {
+                "buyer_name": buyer_name,
+                "order_number": order_number,
+                "items": purchase.items,
+                "total": purchase.total,
+                "products": names,
+            }
+            subject = f"journey:{journey_id}"
+            self._email(conn, pending, "purchase_succeeded", email, journey_id, **common)
+            self._email(conn, pending, "payment_confirmed", email, journey_id, **common)
+            self._email(
+                conn,
+                pending,
+                "tax_document",
+                email,
+                journey_id,
+                link=self._issue_link(conn, Purpose.TAX_DOCUMENT, subject),
+                **common,
+            )
+            if customer.password_hash is None:
+                self._email(
+                    conn,
+                    pending,
+                    "create_password",
+                    email,
+                    journey_id,
+                    name=customer.name,
+                    link=self._issue_link(
+                        conn, Purpose.CREATE_PASSWORD, f"customer:{customer.id}"
+                    ),
+                )
+            if stage is Stage.WORKSPACE_PENDING:
+                self._email(
+                    conn,
+                    pending,
+                    "create_workspace",
+                    email,
+                    journey_id,
+                    name=customer.name,
+                    link=self._issue_link(conn, Purpose.CREATE_WORKSPACE, subject),
+                )
+            else:
+                self._email(
+                    conn,
+                    pending,
+                    "start_setup",
+                    email,
+                    journey_id,
+                    name=customer.name,
+                    legal_name=legal_name,
+                    link=self._issue_link(conn, Purpose.START_SETUP, subject),
+                )
+            row = store.journey_row(conn, journey_id)
+            assert row is not None
+            return self._journey(conn, row)
+
+    # -- CREAR CONTRASEÑA --------------------------------------------------
+
+    def set_password(self, token: str, password: str, confirmation: str) -> Customer:
+        """Set the account's password; every other such link stops working."""
+        passwords.check_policy(password, confirmation)
+        hashed = passwords.hash_password(password)
+
+        with self._transaction() as (conn, pending):
+            claims, subject = self._read_link(conn, token, Purpose.CREATE_PASSWORD)
+            customer_id = int(subject.partition(":")[2])
+            self._consume_link(conn, claims)
+            self._revoke_links(conn, subject, Purpose.CREATE_PASSWORD)
+            conn.execute(
+                customers.update()
+                .where(customers.c.id == customer_id)
+                .values(password_hash=hashed, password_set_at=self.clock())
+            )
+            for journey_id in self._journeys_of(conn, customer_id):
+                self._event(conn, pending, journey_id, "password_set")
+            row = store.customer_by_id(conn, customer_id)
+            assert row is not None
+            return self._customer(row)
+
+    def _journeys_of(self, conn: Connection, customer_id: int) -> list[int]:
+        rows = conn.execute(
+            sa.select(journeys.c.id).where(journeys.c.customer_id == customer_id)
+        )
+        return [r.id for r in rows]
+
+    def request_password_email(self, email: str) -> None:
+        """¿Olvidó su contraseña?: send email 4 again to a known address.
+
+        Says nothing about whether the address is known: an unknown or
+        malformed address is silently ignored.
+        """
+        normalized = normalize_email(email)
+        with self._transaction() as (conn, pending):
+            row = store.customer_by_email(conn, normalized)
+            if row is None:
+                logger.info("password email requested for an unknown address")
+                return
+            link = self._issue_link(conn, Purpose.CREATE_PASSWORD, f"customer:{row.id}")
+            journey_ids = self._journeys_of(conn, row.id)
+            self._email(
+                conn,
+                pending,
+                "create_password",
+                row.email,
+                journey_ids[-1] if journey_ids else None,
+                name=row.name,
+                link=link,
+            )
+
+    def verify_password(self, email: str, password: str) -> bool:
+        """Whether ``password`` opens the account of ``email``."""
+        with self.store.begin() as conn:
+            row = store.customer_by_email(conn, normalize_email(email))
+        if row is None or row.password_hash is None:
+            return False
+        return passwords.verify_password(row.password_hash, password)
+
+    # -- CREAR WORKSPACE ---------------------------------------------------
+
+    def _wizard(
+        self, conn: Connection, token: str, needs: Stage
+    ) -> tuple[LinkClaims, Row[Any]]:
+        claims, row = self._journey_for_link(conn, token, Purpose.CREATE_WORKSPACE)
+        stage = Stage(row.stage)
+        if stage not in _WIZARD_STAGES:
+            raise LinkUsed()
+        buyer = store.customer_by_id(conn, row.customer_id)
+        assert buyer is not None
+        if buyer.password_hash is None:
+            raise StepOrderError(
+                "Primero crea tu contraseña con el botón CREAR CONTRASEÑA del "
+                "correo «[Haulmer Accounts] Crea tu nueva contraseña».",
+                code="password_required",
+            )
+        if stage.rank < needs.rank:
+            raise StepOrderError(
+                "Completa primero los pasos anteriores del espacio de trabajo.",
+                code="step_order",
+            )
+        return claims, row
+
+    def _advance(
+        self, conn: Connection, row: Row[Any], stage: Stage, **values: Any
+    ) -> Stage:
+        """Move to ``stage`` unless the journey is already further along."""
+        current = Stage(row.stage)
+        reached = stage if stage.rank > current.rank else current
+        store.update_journey(conn, row, self.clock(), stage=reached.value, **values)
+        return reached
+
+    def _reload(self, conn: Connection, journey_id: int) -> Journey:
+        row = store.journey_row(conn, journey_id)
+        assert row is not None
+        return self._journey(conn, row)
+
+    def activate_workspace(self, token: str) -> Journey:
+        """ACTIVAR: open the workspace wizard."""
+        with self._transaction() as (conn, pending):
+            _, row = self._wizard(conn, token, Stage.WORKSPACE_PENDING)
+            if row.workspace_id is None:
+                workspace_id = store.insert(
+                    conn, workspaces, {"created_at": self.clock()}
+                )
+                self._advance(conn, row, Stage.WORKSPACE_ACTIVATED, workspace_id=workspace_id)
+                self._event(conn, pending, row.id, "workspace_activated")
+            return self._reload(conn, row.id)
+
+    def create_workspace_administrator(
+        self, token: str, email: str, name: str
+    ) -> Journey:
+        """CREAR: the administrator, who receives every later instruction.
+
+        Another address than the buyer's gets an account of its own and, if
+        it has no password yet, its own CREAR CONTRASEÑA email.
+        """
+        admin_email = _check_email(email)
+        admin_name = _required_text(name, "name", "el nombre del administrador")
+        with self._transaction() as (conn, pending):
+            _, row = self._wizard(conn, token, Stage.WORKSPACE_ACTIVATED)
+            now = self.clock()
+            admin = store.customer_by_email(conn, admin_email)
+            if admin is None:
+                admin_id = store.insert(
+                    conn,
+                    customers,
+                    {"email": admin_email, "name": admin_name, "created_at": now},
+                )
+                admin = store.customer_by_id(conn, admin_id)
+                assert admin is not None
+            conn.execute(
+                workspaces.update()
+                .where(workspaces.c.id == row.workspace_id)
+                .values(administrator_id=admin.id)
+            )
+            self._advance(conn, row, Stage.WORKSPACE_ADMIN_CREATED)
+            self._event(
+                conn,
+                pending,
+                row.id,
+                "workspace_administrator_set",
+                same_as_buyer=admin.id == row.customer_id,
+            )
+            if admin.password_hash is None and admin.id != row.customer_id:
+                self._email(
+                    conn,
+                    pending,
+                    "create_password",
+                    admin.email,
+                    row.id,
+                    name=admin.name,
+                    link=self._issue_link(
+                        conn, Purpose.CREATE_PASSWORD, f"customer:{admin.id}"
+                    ),
+                )
+            return self._reload(conn, row.id)
+
+    def name_workspace(self, token: str, name: str) -> Journey:
+        """SIGUIENTE: the workspace's name (it can be changed later)."""
+        workspace_name = _required_text(
+            name, "workspace_name", "el nombre del espacio de trabajo", 120
+        )
+        with self._transaction() as (conn, pending):
+            _, row = self._wizard(conn, token, Stage.WORKSPACE_ADMIN_CREATED)
+            conn.execute(
+                workspaces.update()
+                .where(workspaces.c.id == row.workspace_id)
+                .values(name=workspace_name)
+            )
+            self._advance(conn, row, Stage.WORKSPACE_NAMED)
+            self._event(conn, pending, row.id, "workspace_named")
+            return self._reload(conn, row.id)
+
+    def finish_workspace(self, token: str, legal_name: str, rut: str) -> Journey:
+        """FINALIZAR: the organization; email 6 goes to the administrator."""
+        name = _required_text(legal_name, "legal_name", "la razón social")
+        parsed = _parse_rut(rut)
+        with self._transaction() as (conn, pending):
+            claims, row = self._wizard(conn, token, Stage.WORKSPACE_NAMED)
+            self._consume_link(conn, claims)
+            now = self.clock()
+            organization_id = store.insert(
+                conn,
+                organizations,
+                {
+                    "workspace_id": row.workspace_id,
+                    "legal_name": name,
+                    "rut": str(parsed),
+                    "created_at": now,
+                },
+            )
+            conn.execute(
+                workspaces.update()
+                .where(workspaces.c.id == row.workspace_id)
+                .values(finished_at=now)
+            )
+            store.update_journey(
+                conn,
+                row,
+                now,
+                stage=Stage.SETUP_PENDING.value,
+                organization_id=organization_id,
+            )
+            self._event(conn, pending, row.id, "workspace_finished")
+            workspace = self._workspace(conn, row.workspace_id)
+            admin_email = workspace.administrator_email
+            assert admin_email is not None
+            admin = store.customer_by_email(conn, admin_email)
+            assert admin is not None
+            self._email(
+                conn,
+                pending,
+                "start_setup",
+                admin_email,
+                row.id,
+                name=admin.name,
+                legal_name=name,
+                link=self._issue_link(conn, Purpose.START_SETUP, f"journey:{row.id}"),
+            )
+            return self._reload(conn, row.id)
+
+    # -- INICIAR SETUP -----------------------------------------------------
+
+    def _setup(
+        self, conn: Connection, token: str, needs: Stage
+    ) -> tuple[LinkClaims, Row[Any]]:
+        claims, row = self._journey_for_link(conn, token, Purpose.START_SETUP)
+        stage = Stage(row.stage)
+        if stage not in _SETUP_OPEN:
+            raise LinkUsed()
+        workspace = self._workspace(conn, row.workspace_id)
+        admin = store.customer_by_email(conn, workspace.administrator_email or "")
+        if admin is None or admin.password_hash is None:
+            raise StepOrderError(
+                "Primero crea tu contraseña con el botón CREAR CONTRASEÑA del "
+                "correo «[Haulmer Accounts] Crea tu nueva contraseña».",
+                code="password_required",
+            )
+        if stage.rank < needs.rank:
+            raise StepOrderError(
+                "Completa primero los pasos anteriores de la habilitación.",
+                code="step_order",
+            )
+        return claims, row
+
+    def begin_setup(self, token: str) -> Journey:
+        """COMENZAR: open the DTE enablement wizard."""
+        with self._transaction() as (conn, pending):
+            _, row = self._setup(conn, token, Stage.SETUP_PENDING)
+            if Stage(row.stage) is Stage.SETUP_PENDING:
+                self._advance(conn, row, Stage.SETUP_STARTED)
+                self._event(conn, pending, row.id, "setup_started")
+            return self._reload(conn, row.id)
+
+    def choose_organization(
+        self,
+        token: str,
+        *,
+        organization_id: int | None = None,
+        legal_name: str = "",
+        rut: str = "",
+    ) -> Journey:
+        """Step 1: one of the workspace's organizations, or a new one."""
+        new_name, new_rut = None, None
+        if organization_id is None:
+            new_name = _required_text(legal_name, "legal_name", "la razón social")
+            new_rut = _parse_rut(rut)
+        with self._transaction() as (conn, pending):
+            _, row = self._setup(conn, token, Stage.SETUP_STARTED)
+            workspace = self._workspace(conn, row.workspace_id)
+            if organization_id is not None:
+                if organization_id not in {o.id for o in workspace.organizations}:
+                    raise ValidationError(
+                        "Elige una organización de tu espacio de trabajo.",
+                        code="organization_unknown",
+                        field="organization",
+                    )
+                chosen = organization_id
+            else:
+                assert new_rut is not None
+                known = {o.rut: o.id for o in workspace.organizations}
+                chosen = known.get(str(new_rut)) or store.insert(
+                    conn,
+                    organizations,
+                    {
+                        "workspace_id": row.workspace_id,
+                        "legal_name": new_name,
+                        "rut": str(new_rut),
+                        "created_at": self.clock(),
+                    },
+                )
+            self._advance(
+                conn, row, Stage.SETUP_ORGANIZATION_CHOSEN, organization_id=chosen
+            )
+            self._event(conn, pending, row.id, "organization_chosen")
+            return self._reload(conn, row.id)
+
+    def upload_signature(self, token: str, data: bytes, password: str) -> Journey:
+        """Step 2: the legal representative's PKCS#12 file and its password.
+
+        The password is used to open the file and then forgotten; the key and
+        certificate are sealed under the server's key, and only the
+        certificate's public facts are kept in clear.
+        """
+        with self._transaction() as (conn, pending):
+            _, row = self._setup(conn, token, Stage.SETUP_ORGANIZATION_CHOSEN)
+            loaded = load_signature(
+                data,
+                password,
+                now=self.clock(),
+                max_bytes=self.settings.signature_max_bytes,
+                expiry_warning_days=self.settings.signature_expiry_warning_days,
+            )
+            self._advance(
+                conn,
+                row,
+                Stage.SETUP_SIGNATURE_LOADED,
+                signature_info=loaded.info.as_dict(),
+                signature_sealed=self.sealer.seal(loaded),
+            )
+            self._event(
+                conn,
+                pending,
+                row.id,
+                "signature_loaded",
+                fingerprint=loaded.info.fingerprint_sha256,
+            )
+            return self._reload(conn, row.id)
+
+    def document_offer(self, journey: Journey) -> DocumentOffer:
+        """The documents step of ``journey`` as its products define it."""
+        with self.store.begin() as conn:
+            row = store.journey_row(conn, journey.id)
+            assert row is not None
+            purchase = _purchase_from_json(row.purchase)
+        return self.plugins.document_offer(journey.products, purchase)
+
+    def choose_documents(self, token: str, codes: Iterable[int | str]) -> Journey:
+        """Step 3: the DTE types; the certification with the SII starts.
+
+        A locked offer (a point of sale) accepts no other choice than its
+        own; required documents are always included.
+        """
+        chosen = parse_codes(codes)
+        with self._transaction() as (conn, pending):
+            claims, row = self._setup(conn, token, Stage.SETUP_SIGNATURE_LOADED)
+            purchase = _purchase_from_json(row.purchase)
+            offer = self.plugins.document_offer(tuple(row.products), purchase)
+            documents = _check_documents(offer, chosen)
+            steps = self.plugins.certification_steps(tuple(row.products), documents)
+
+            self._consume_link(conn, claims)
+            snapshot = {
+                "id": None,
+                "state": "pending",
+                "steps": [
+                    {**step.as_dict(), "state": "pending", "message": None}
+                    for step in steps
+                ],
+            }
+            store.update_journey(
+                conn,
+                row,
+                self.clock(),
+                stage=Stage.CERTIFYING.value,
+                documents=sorted(documents),
+                certification=snapshot,
+            )
+            self._event(
+                conn,
+                pending,
+                row.id,
+                "documents_chosen",
+                documents=sorted(documents),
+            )
+            self._email(
+                conn,
+                pending,
+                "certification_started",
+                self._administrator_email(conn, row),
+                row.id,
+                legal_name=self._organization_name(conn, row),
+                documents=[DteType(c).title for c in sorted(documents)],
+                steps=[s.title for s in steps],
+                business_days=sum(s.business_days for s in steps),
+                link=self._issue_link(
+                    conn,
+                    Purpose.CERTIFICATION_STATUS,
+                    f"journey:{row.id}",
+                    supersede=False,
+                ),
+            )
+            journey_id = row.id
+
+        # The customer's choice is committed; the service is told right away
+        # when it answers, and by the next poll otherwise.
+        self._sync_certification(journey_id)
+        return self.journey(journey_id)
+
+    def _administrator_email(self, conn: Connection, row: Row[Any]) -> str:
+        email = self._workspace(conn, row.workspace_id).administrator_email
+        assert email is not None
+        return email
+
+    def _organization_name(self, conn: Connection, row: Row[Any]) -> str:
+        org = store.one(
+            conn,
+            sa.select(organizations).where(organizations.c.id == row.organization_id),
+        )
+        assert org is not None
+        return str(org.legal_name)
+
+    # -- the purchase's tax document (email 3) -----------------------------
+
+    def request_tax_document(
+        self,
+        token: str,
+        *,
+        kind: str,
+        legal_name: str = "",
+        rut: str = "",
+        business_activity: str = "",
+        address: str = "",
+    ) -> Journey:
+        """Boleta, or factura with the buyer company's data."""
+        if kind == "boleta":
+            request = TaxDocumentRequest(kind="boleta")
+        elif kind == "factura":
+            request = TaxDocumentRequest(
+                kind="factura",
+                legal_name=_required_text(legal_name, "legal_name", "la razón social"),
+                rut=str(_parse_rut(rut)),
+                business_activity=_required_text(
+                    business_activity, "business_activity", "el giro"
+                ),
+                address=_required_text(address, "address", "la dirección"),
+            )
+        else:
+            raise ValidationError(
+                "Elige boleta o factura.", code="tax_document_kind", field="kind"
+            )
+        with self._transaction() as (conn, pending):
+            claims, row = self._journey_for_link(conn, token, Purpose.TAX_DOCUMENT)
+            self._consume_link(conn, claims)
+            store.update_journey(
+                conn, row, self.clock(), tax_document=attrs.asdict(request)
+            )
+            self._event(conn, pending, row.id, "tax_document_requested", kind=kind)
+            return self._reload(conn, row.id)
+
+    # -- certification -----------------------------------------------------
+
+    def certification_view(self, token: str) -> Journey:
+        """The journey behind a certification status link (read only)."""
+        link = self.open_link(token, Purpose.CERTIFICATION_STATUS)
+        assert link.journey is not None
+        return link.journey
+
+    def poll_certifications(self) -> int:
+        """Ask the certification service about every journey certifying.
+
+        Each change becomes a state change plus its emails. Returns how many
+        journeys changed; a service that cannot be reached changes nothing.
+        """
+        with self.store.begin() as conn:
+            ids = [
+                r.id
+                for r in conn.execute(
+                    sa.select(journeys.c.id)
+                    .where(journeys.c.stage == Stage.CERTIFYING.value)
+                    .order_by(journeys.c.id)
+                )
+            ]
+        return sum(1 for journey_id in ids if self._sync_certification(journey_id))
+
+    def _sync_certification(self, journey_id: int) -> bool:
+        with self.store.begin() as conn:
+            row = store.journey_row(conn, journey_id)
+            assert row is not None
+            if Stage(row.stage) is not Stage.CERTIFYING:
+                return False
+            snapshot = dict(row.certification or {})
+            organization = store.one(
+                conn,
+                sa.select(organizations).where(
+                    organizations.c.id == row.organization_id
+                ),
+            )
+            assert organization is not None
+        try:
+            status = self._ask_service(row, snapshot, organization)
+        except CertificationServiceError as exc:
+            logger.warning(
+                "certification service unavailable for journey %s: %s",
+                journey_id,
+                exc.code,
+            )
+            return False
+        return self._apply_status(journey_id, snapshot, status)
+
+    def _ask_service(
+        self, row: Row[Any], snapshot: Mapping[str, Any], organization: Row[Any]
+    ) -> CertificationStatus:
+        if snapshot.get("id"):
+            return self.certification.status(str(snapshot["id"]))
+        return self.certification.start(
+            reference=row.order_number,
+            rut=organization.rut,
+            legal_name=organization.legal_name,
+            documents=list(row.documents),
+            steps=[CertificationStep.from_dict(s) for s in snapshot["steps"]],
+            signature_fingerprint=str(row.signature_info["fingerprint_sha256"]),
+        )
+
+    def _apply_status(
+        self, journey_id: int, before: Mapping[str, Any], status: CertificationStatus
+    ) -> bool:
+        after = status.as_dict()
+        if after == before:
+            return False
+        with self._transaction() as (conn, pending):
+            row = store.journey_row(conn, journey_id, for_update=True)
+            assert row is not None
+            if Stage(row.stage) is not Stage.CERTIFYING:
+                return False
+            old_done = {
+                s["id"] for s in (row.certification or {}).get("steps", ())
+                if s["state"] == "done"
+            }
+            newly_done = [
+                s for s in status.steps if s.state == "done" and s.id not in old_done
+            ]
+            stage = Stage.CERTIFYING
+            if status.state == "approved":
+                stage = Stage.ENABLED
+            elif status.state == "failed":
+                stage = Stage.CERTIFICATION_FAILED
+            store.update_journey(
+                conn,
+                row,
+                self.clock(),
+                stage=stage.value,
+                certification=after,
+            )
+            recipient = self._administrator_email(conn, row)
+            legal_name = self._organization_name(conn, row)
+            link = self._issue_link(
+                conn, Purpose.CERTIFICATION_STATUS, f"journey:{row.id}", supersede=False
+            )
+            for step in newly_done:
+                self._event(conn, pending, row.id, "certification_step_done", step=step.id)
+            if not (row.certification or {}).get("id"):
+                self._event(conn, pending, row.id, "certification_submitted")
+
+            context = {
+                "legal_name": legal_name,
+                "link": link,
+                "status": status,
+                "done_steps": [s.title for s in newly_done],
+            }
+            if stage is Stage.ENABLED:
+                self._event(conn, pending, row.id, "organization_enabled")
+                self._email(
+                    conn, pending, "organization_enabled", recipient, row.id, **context
+                )
+            elif stage is Stage.CERTIFICATION_FAILED:
+                self._event(conn, pending, row.id, "certification_failed")
+                self._email(
+                    conn, pending, "certification_failed", recipient, row.id, **context
+                )
+            elif newly_done:
+                self._email(
+                    conn,
+                    pending,
+                    "certification_progress",
+                    recipient,
+                    row.id,
+                    **context,
+                )
+            return True
+
+
+def _check_documents(offer: DocumentOffer, chosen: frozenset[DteType]) -> frozenset[int]:
+    codes = frozenset(int(c) for c in chosen)
+    if offer.locked:
+        if codes and codes != offer.required:
+            raise DocumentsError(
+                "Los documentos de tu punto de venta están predeterminados y no "
+                "se pueden cambiar.",
+                code="documents_locked",
+                field="documents",
+            )
+        return offer.required
+    unknown = codes - set(offer.choices)
+    if unknown:
+        names = ", ".join(str(c) for c in sorted(unknown))
+        raise DocumentsError(
+            f"Tu plan no incluye estos documentos: {names}.",
+            code="documents_not_offered",
+            field="documents",
+        )
+    documents = codes | offer.required
+    if not documents:
+        raise DocumentsError(
+            "Elige al menos un documento.", code="documents_empty", field="documents"
+        )
+    return documents
+
+
+def _purchase_json(purchase: Purchase, email: str) -> dict[str, Any]:
+    data = attrs.asdict(purchase, recurse=True)
+    data["email"] = email
+    data["items"] = [attrs.asdict(i) for i in purchase.items]
+    data["paid_at"] = purchase.paid_at.isoformat() if purchase.paid_at else None
+    return data
+
+
+def _purchase_from_json(data: Mapping[str, Any]) -> Purchase:
+    values = dict(data)
+    values["items"] = tuple(PurchaseItem(**i) for i in values["items"])
+    paid_at = values.get("paid_at")
+    values["paid_at"] = datetime.fromisoformat(paid_at) if paid_at else None
+    return Purchase(**values)
+

@@ -1,0 +1,92 @@
+"""Queue an email in the same transaction as the change that causes it."""
+
+from __future__ import annotations
+
+import email.policy
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
+
+from sqlalchemy import Connection
+
+from haulmer_onboarding.mail.render import Renderer
+from haulmer_onboarding.store import insert, outbox
+
+__all__ = ["build_message", "queue_email"]
+
+logger = logging.getLogger("haulmer_onboarding")
+
+
+def build_message(
+    *,
+    sender: str,
+    recipient: str,
+    subject: str,
+    text: str,
+    html: str,
+    now: datetime,
+) -> EmailMessage:
+    """A multipart/alternative message with a fresh, stable Message-ID.
+
+    Both parts are base64 encoded: a link must not depend on a mail client
+    joining quoted-printable soft line breaks correctly.
+    """
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = format_datetime(now)
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "haulmer.com"
+    message["Message-ID"] = make_msgid(domain=domain)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text, cte="base64")
+    message.add_alternative(html, subtype="html", cte="base64")
+    return message
+
+
+def queue_email(
+    conn: Connection,
+    renderer: Renderer,
+    *,
+    template: str,
+    sender: str,
+    recipient: str,
+    context: Mapping[str, Any],
+    now: datetime,
+    journey_id: int | None = None,
+) -> str:
+    """Render ``template`` and write it to the outbox; return its Message-ID."""
+    rendered = renderer.email(template, context)
+    message = build_message(
+        sender=sender,
+        recipient=str(Address(addr_spec=recipient)),
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        now=now,
+    )
+    message_id = str(message["Message-ID"])
+    insert(
+        conn,
+        outbox,
+        {
+            "message_id": message_id,
+            "journey_id": journey_id,
+            "template": template,
+            "recipient": recipient,
+            "subject": rendered.subject,
+            # SMTP wants CRLF line ends; smtplib does not fix them in bytes.
+            "raw": message.as_bytes(policy=email.policy.SMTP),
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
+    )
+    logger.info(
+        "email queued: %s to journey %s (%s)", template, journey_id, message_id
+    )
+    return message_id

@@ -1,0 +1,65 @@
+"""Jinja2 rendering of emails and pages through one loader chain.
+
+Templates are looked up in the application's own folders first, then in the
+folders plugins declare, then in the core's ``templates/``. An email named
+``welcome`` is three templates: ``emails/welcome.subject.txt``,
+``emails/welcome.txt`` and ``emails/welcome.html``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    select_autoescape,
+)
+
+__all__ = ["RenderedEmail", "Renderer"]
+
+
+@attrs.frozen
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def _clp(amount: int) -> str:
+    """Chilean pesos as customers read them: $1.234.567."""
+    return "$" + f"{amount:,}".replace(",", ".")
+
+
+class Renderer:
+    """Renders the core's, plugins' and the application's templates."""
+
+    def __init__(self, template_dirs: Sequence[str] = ()) -> None:
+        loaders: list[Any] = [FileSystemLoader(d) for d in template_dirs]
+        loaders.append(PackageLoader("haulmer_onboarding", "templates"))
+        self.environment = Environment(
+            loader=ChoiceLoader(loaders),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.environment.filters["clp"] = _clp
+
+    def email(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
+        def render(suffix: str) -> str:
+            template = self.environment.get_template(f"emails/{name}{suffix}")
+            return template.render(context)
+
+        subject = " ".join(render(".subject.txt").split())
+        return RenderedEmail(
+            subject=subject, text=render(".txt"), html=render(".html")
+        )
+
+    def page(self, name: str, context: Mapping[str, Any]) -> str:
+        return self.environment.get_template(f"pages/{name}.html").render(context)

@@ -1,0 +1,100 @@
+"""Settings of an onboarding deployment, from code or from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import attrs
+
+__all__ = ["Settings"]
+
+_ENV_PREFIX = "HAULMER_ONBOARDING_"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Everything a deployment chooses; only the keys have no default.
+
+    ``secret_keys`` sign links, newest first: the first signs, all verify.
+    ``sealing_keys`` are Fernet keys sealing signature files at rest, newest
+    first as well. ``base_url`` is where the web app is reachable from a
+    customer's mailbox; links in emails start with it.
+    """
+
+    secret_keys: tuple[str, ...]
+    sealing_keys: tuple[str, ...]
+    database_url: str = "sqlite:///haulmer_onboarding.db"
+    base_url: str = "http://127.0.0.1:8000"
+    mail_from: str = "Haulmer <no-reply@haulmer.com>"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = attrs.field(default=None, repr=False)
+    smtp_starttls: bool = False
+    smtp_timeout: float = 10.0
+    certification_url: str = "http://127.0.0.1:8001"
+    certification_api_key: str | None = attrs.field(default=None, repr=False)
+    link_max_ages: Mapping[str, timedelta] = attrs.field(factory=dict)
+    clock_skew: timedelta = timedelta(seconds=60)
+    signature_max_bytes: int = 1_048_576
+    signature_expiry_warning_days: int = 30
+    template_dirs: tuple[str, ...] = ()
+    blocked_plugins: tuple[str, ...] = ()
+    development: bool = False
+    clock: Callable[[], datetime] = attrs.field(default=_utcnow, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.secret_keys or not all(self.secret_keys):
+            raise ValueError("Settings.secret_keys needs at least one key")
+        if not self.sealing_keys or not all(self.sealing_keys):
+            raise ValueError("Settings.sealing_keys needs at least one key")
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: object
+    ) -> Settings:
+        """Settings from ``HAULMER_ONBOARDING_*`` variables, then overrides.
+
+        Lists (keys, template folders, blocked plugins) are comma separated.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+
+        def get(name: str) -> str | None:
+            return env.get(_ENV_PREFIX + name.upper())
+
+        for name in ("secret_keys", "sealing_keys", "template_dirs", "blocked_plugins"):
+            raw = get(name)
+            if raw is not None:
+                values[name] = _split(raw)
+        for name in (
+            "database_url",
+            "base_url",
+            "mail_from",
+            "smtp_host",
+            "smtp_username",
+            "smtp_password",
+            "certification_url",
+            "certification_api_key",
+        ):
+            raw = get(name)
+            if raw is not None:
+                values[name] = raw
+        if (raw := get("smtp_port")) is not None:
+            values["smtp_port"] = int(raw)
+        for name in ("smtp_starttls", "development"):
+            if (raw := get(name)) is not None:
+                values[name] = raw.lower() in {"1", "true", "yes", "on"}
+
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

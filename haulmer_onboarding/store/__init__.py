@@ -1,0 +1,153 @@
+"""The database: an engine, transactions, and the queries the journey needs.
+
+Every function takes a ``Connection`` inside a transaction the caller opened
+with ``Store.begin()``, so that a state change, the links it issues and the
+emails it queues commit or roll back together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine, event
+from sqlalchemy.engine import Row
+
+from haulmer_onboarding.store.tables import (
+    customers,
+    events,
+    journeys,
+    link_tokens,
+    metadata,
+    organizations,
+    outbox,
+    workspaces,
+)
+
+__all__ = [
+    "Store",
+    "customers",
+    "events",
+    "journeys",
+    "link_tokens",
+    "metadata",
+    "organizations",
+    "outbox",
+    "workspaces",
+]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the relay read while a request writes; the timeout turns a
+    # short lock wait into a wait rather than an error.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """One database, given by a SQLAlchemy URL (SQLite file or PostgreSQL)."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine: Engine = sa.create_engine(url, echo=echo)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+            # pysqlite opens transactions lazily, which lets two writers both
+            # read and then collide; BEGIN IMMEDIATE takes the write lock up
+            # front so that a consumed link is seen by the next writer.
+            @event.listens_for(self.engine, "connect")
+            def _no_autobegin(dbapi_connection: Any, record: Any) -> None:
+                dbapi_connection.isolation_level = None
+
+            @event.listens_for(self.engine, "begin")
+            def _begin_immediate(conn: Connection) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def create_all(self) -> None:
+        """Create the tables that do not exist yet."""
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction: committed on success, rolled back on any error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+# -- small helpers used by the journey ---------------------------------------
+
+
+def insert(conn: Connection, table: sa.Table, values: Mapping[str, Any]) -> int:
+    """Insert one row and return its integer primary key."""
+    result = conn.execute(table.insert().values(**values))
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def one(conn: Connection, query: sa.Select[Any]) -> Row[Any] | None:
+    return conn.execute(query).first()
+
+
+def all_rows(conn: Connection, query: sa.Select[Any]) -> Sequence[Row[Any]]:
+    return conn.execute(query).all()
+
+
+def customer_by_email(conn: Connection, email: str) -> Row[Any] | None:
+    return one(conn, sa.select(customers).where(customers.c.email == email))
+
+
+def customer_by_id(conn: Connection, customer_id: int) -> Row[Any] | None:
+    return one(conn, sa.select(customers).where(customers.c.id == customer_id))
+
+
+def journey_row(
+    conn: Connection, journey_id: int, *, for_update: bool = False
+) -> Row[Any] | None:
+    query = sa.select(journeys).where(journeys.c.id == journey_id)
+    if for_update and conn.dialect.name != "sqlite":
+        query = query.with_for_update()
+    return one(conn, query)
+
+
+def journey_by_order(conn: Connection, order_number: str) -> Row[Any] | None:
+    return one(
+        conn, sa.select(journeys).where(journeys.c.order_number == order_number)
+    )
+
+
+def update_journey(
+    conn: Connection, row: Row[Any], now: datetime, **values: Any
+) -> None:
+    """Change a journey read as ``row``; fails if it changed in between."""
+    result = conn.execute(
+        journeys.update()
+        .where(journeys.c.id == row.id, journeys.c.version == row.version)
+        .values(version=row.version + 1, updated_at=now, **values)
+    )
+    if result.rowcount != 1:
+        raise RuntimeError(f"journey {row.id} changed concurrently")
+
+
+def record_event(
+    conn: Connection,
+    journey_id: int | None,
+    kind: str,
+    now: datetime,
+    data: Mapping[str, Any] | None = None,
+) -> None:
+    insert(
+        conn,
+        events,
+        {"journey_id": journey_id, "kind": kind, "data": dict(data or {}), "at": now},
+    )

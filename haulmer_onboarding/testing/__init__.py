@@ -1,0 +1,1 @@
+"""Test helpers for the SDK and for product teams: real files, real servers."""

@@ -1,0 +1,149 @@
+"""Signed email links: issue and read.
+
+A link token says which step it is for (its *purpose*), when it was issued,
+and carries a random id (``jti``). The signature is itsdangerous'; what it
+does not cover lives here: purpose binding, expiry measured by the SDK's own
+clock with a tolerance for hosts whose clocks run ahead, and key rotation in
+the order people expect (the first key signs).
+
+Whether a link was already used is a fact of the database, not of the token:
+the journey records each issued ``jti`` and consumes it in the transaction
+that completes the step (see ``journey.py``). This module only answers
+"is this a genuine, current link for this purpose?".
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+import attrs
+from itsdangerous import BadData, URLSafeSerializer
+
+from haulmer_onboarding.errors import (
+    LinkExpired,
+    LinkInvalid,
+    LinkWrongPurpose,
+)
+
+__all__ = [
+    "DEFAULT_MAX_AGES",
+    "Purpose",
+    "LinkClaims",
+    "LinkSigner",
+]
+
+
+class Purpose:
+    """The purposes of the core's links; plugins may add their own strings."""
+
+    CREATE_PASSWORD = "create_password"
+    CREATE_WORKSPACE = "create_workspace"
+    START_SETUP = "start_setup"
+    TAX_DOCUMENT = "tax_document"
+    CERTIFICATION_STATUS = "certification_status"
+
+
+#: How long a link of each purpose stays valid unless settings say otherwise.
+DEFAULT_MAX_AGES: Mapping[str, timedelta] = {
+    Purpose.CREATE_PASSWORD: timedelta(days=3),
+    Purpose.CREATE_WORKSPACE: timedelta(days=14),
+    Purpose.START_SETUP: timedelta(days=14),
+    Purpose.TAX_DOCUMENT: timedelta(days=30),
+    Purpose.CERTIFICATION_STATUS: timedelta(days=60),
+}
+
+_FALLBACK_MAX_AGE = timedelta(days=7)
+_SALT = "haulmer_onboarding.link"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@attrs.frozen
+class LinkClaims:
+    """What a genuine link says about itself."""
+
+    purpose: str
+    jti: str
+    issued_at: datetime
+
+
+class LinkSigner:
+    """Makes and reads link tokens.
+
+    ``secret_keys`` is ordered newest first: the first key signs, every key
+    verifies, so a key can be retired by moving it to the end and later
+    dropping it. ``clock_skew`` is how far in the future an issue date may lie
+    (another host's clock running ahead) before the link is refused.
+    """
+
+    def __init__(
+        self,
+        secret_keys: Sequence[str | bytes],
+        *,
+        max_ages: Mapping[str, timedelta] | None = None,
+        clock_skew: timedelta = timedelta(seconds=60),
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if not secret_keys or not all(secret_keys):
+            raise ValueError("at least one non-empty secret key is required")
+        self._max_ages = {**DEFAULT_MAX_AGES, **(max_ages or {})}
+        self._clock_skew = clock_skew
+        self._clock = clock
+        # itsdangerous signs with the *last* key of its list: reverse ours.
+        self._serializer = URLSafeSerializer(list(reversed(secret_keys)), salt=_SALT)
+
+    def max_age(self, purpose: str) -> timedelta:
+        return self._max_ages.get(purpose, _FALLBACK_MAX_AGE)
+
+    def issue(self, purpose: str) -> tuple[str, LinkClaims]:
+        """A new token for ``purpose`` and the claims it carries."""
+        now = self._clock()
+        claims = LinkClaims(
+            purpose=purpose, jti=secrets.token_urlsafe(16), issued_at=now
+        )
+        payload = {"p": purpose, "j": claims.jti, "t": int(now.timestamp())}
+        token = self._serializer.dumps(payload)
+        assert isinstance(token, str)
+        return token, claims
+
+    def read(self, token: str, purpose: str) -> LinkClaims:
+        """The claims of ``token`` if it is a current link for ``purpose``.
+
+        Raises ``LinkInvalid`` (tampered, mangled, from the far future),
+        ``LinkExpired`` or ``LinkWrongPurpose``; never consults a database.
+        """
+        claims = self._decode(token)
+        if claims.purpose != purpose:
+            raise LinkWrongPurpose()
+
+        now = self._clock()
+        if claims.issued_at > now + self._clock_skew:
+            raise LinkInvalid()
+        if now - claims.issued_at > self.max_age(purpose):
+            raise LinkExpired(purpose=purpose)
+        return claims
+
+    def _decode(self, token: str) -> LinkClaims:
+        try:
+            payload = self._serializer.loads(token.strip())
+        except BadData as exc:
+            raise LinkInvalid() from exc
+
+        if not isinstance(payload, dict):
+            raise LinkInvalid()
+        purpose, jti, issued = payload.get("p"), payload.get("j"), payload.get("t")
+        if not (
+            isinstance(purpose, str)
+            and isinstance(jti, str)
+            and isinstance(issued, int)
+        ):
+            raise LinkInvalid()
+        try:
+            issued_at = datetime.fromtimestamp(issued, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise LinkInvalid() from exc
+        return LinkClaims(purpose=purpose, jti=jti, issued_at=issued_at)
