@@ -140,8 +140,10 @@ def run_demo(
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         say(f"SQLite en {folder / 'onboarding.db'}")
         parts = stack.enter_context(local_stack(folder))
-        say(f"SMTP en 127.0.0.1:{parts.catcher.port}, web en {parts.web_url}, "
-            f"certificación (sandbox) en {parts.sandbox_url}")
+        say(
+            f"SMTP en 127.0.0.1:{parts.catcher.port}, web en {parts.web_url}, "
+            f"certificación (sandbox) en {parts.sandbox_url}"
+        )
         customer = WebCustomer()
         stack.callback(customer.close)
         try:
@@ -224,8 +226,10 @@ def _walk(
     # The certification moves on its own; its emails arrive as it does.
     outcome = wait_for(
         catcher,
-        lambda m: admin in m.rcpt_tos
-        and ("ya puede emitir" in m.subject or "necesita tu atención" in m.subject),
+        lambda m: (
+            admin in m.rcpt_tos
+            and ("ya puede emitir" in m.subject or "necesita tu atención" in m.subject)
+        ),
         timeout=60.0,
     )
     for message in catcher.messages:
@@ -239,13 +243,17 @@ def _walk(
     page = customer.open(link_in(enabled, "VER DETALLE"))
     _expect(page.status, page.text, "estado de la certificación")
     final = onboarding.journey(journey.id)
-    say(f"estado final: {final.stage.value}; documentos "
+    say(
+        f"estado final: {final.stage.value}; documentos "
         f"{', '.join(str(c) for c in sorted(final.documents))}; "
-        f"{len(catcher.messages)} correos")
+        f"{len(catcher.messages)} correos"
+    )
     if final.stage is not Stage.ENABLED or "habilitada" not in page.text:
         raise JourneyFailed(f"la organización no quedó habilitada ({final.stage})")
-    say(f"✔ {final.organization.legal_name if final.organization else ''} "
-        "habilitada para emitir documentos")
+    say(
+        f"✔ {final.organization.legal_name if final.organization else ''} "
+        "habilitada para emitir documentos"
+    )
     return 0
 
 
@@ -326,9 +334,11 @@ def run_serve(port: int, folder: Path | None, business_day: float) -> int:
 
 
 def run_plugins(as_json: bool) -> int:
-    plugins = Plugins(blocked=Settings.from_env(
-        secret_keys=("unused",), sealing_keys=("unused",)
-    ).blocked_plugins)
+    plugins = Plugins(
+        blocked=Settings.from_env(
+            secret_keys=("unused",), sealing_keys=("unused",)
+        ).blocked_plugins
+    )
     described = plugins.describe()
     if as_json:
         print(json.dumps(described, indent=2))
@@ -351,7 +361,8 @@ def _parser() -> argparse.ArgumentParser:
         "--scenario",
         choices=sorted(SCENARIOS),
         default="razon-social",
-        help="which purchase: " + "; ".join(f"{k}: {v[0]}" for k, v in SCENARIOS.items()),
+        help="which purchase: "
+        + "; ".join(f"{k}: {v[0]}" for k, v in SCENARIOS.items()),
     )
     demo.add_argument(
         "--admin-email", help="another workspace administrator (razon-social only)"

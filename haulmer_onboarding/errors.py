@@ -65,8 +65,7 @@ class LinkError(OnboardingError, ValueError):
 class LinkInvalid(LinkError):
     code = "link_invalid"
     default_message = (
-        "El enlace no es válido. Revisa que lo hayas copiado completo desde "
-        "el correo."
+        "El enlace no es válido. Revisa que lo hayas copiado completo desde el correo."
     )
 
 
@@ -133,8 +132,7 @@ class NotFoundError(OnboardingError, LookupError):
 class ConflictError(OnboardingError, RuntimeError):
     code = "conflict"
     default_message = (
-        "Los servicios comprados tienen reglas incompatibles. Contacta a "
-        "soporte."
+        "Los servicios comprados tienen reglas incompatibles. Contacta a soporte."
     )
 
 

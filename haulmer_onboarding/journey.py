@@ -337,7 +337,9 @@ class Onboarding:
         row = store.one(
             conn,
             sa.select(workspaces, customers.c.email)
-            .join(customers, customers.c.id == workspaces.c.administrator_id, isouter=True)
+            .join(
+                customers, customers.c.id == workspaces.c.administrator_id, isouter=True
+            )
             .where(workspaces.c.id == workspace_id),
         )
         assert row is not None
@@ -462,7 +464,9 @@ class Onboarding:
         self.plugins.document_offer(products, purchase)
         legal_name, rut = "", None
         if not purchase.changes_legal_name:
-            legal_name = _required_text(purchase.legal_name, "legal_name", "la razón social")
+            legal_name = _required_text(
+                purchase.legal_name, "legal_name", "la razón social"
+            )
             rut = _parse_rut(purchase.rut)
 
         with self._transaction() as (conn, pending):
@@ -541,7 +545,9 @@ class Onboarding:
                 "products": names,
             }
             subject = f"journey:{journey_id}"
-            self._email(conn, pending, "purchase_succeeded", email, journey_id, **common)
+            self._email(
+                conn, pending, "purchase_succeeded", email, journey_id, **common
+            )
             self._email(conn, pending, "payment_confirmed", email, journey_id, **common)
             self._email(
                 conn,
@@ -696,7 +702,9 @@ class Onboarding:
                 workspace_id = store.insert(
                     conn, workspaces, {"created_at": self.clock()}
                 )
-                self._advance(conn, row, Stage.WORKSPACE_ACTIVATED, workspace_id=workspace_id)
+                self._advance(
+                    conn, row, Stage.WORKSPACE_ACTIVATED, workspace_id=workspace_id
+                )
                 self._event(conn, pending, row.id, "workspace_activated")
             return self._reload(conn, row.id)
 
@@ -1118,7 +1126,8 @@ class Onboarding:
             if Stage(row.stage) is not Stage.CERTIFYING:
                 return False
             old_done = {
-                s["id"] for s in (row.certification or {}).get("steps", ())
+                s["id"]
+                for s in (row.certification or {}).get("steps", ())
                 if s["state"] == "done"
             }
             newly_done = [
@@ -1142,7 +1151,9 @@ class Onboarding:
                 conn, Purpose.CERTIFICATION_STATUS, f"journey:{row.id}", supersede=False
             )
             for step in newly_done:
-                self._event(conn, pending, row.id, "certification_step_done", step=step.id)
+                self._event(
+                    conn, pending, row.id, "certification_step_done", step=step.id
+                )
             if not (row.certification or {}).get("id"):
                 self._event(conn, pending, row.id, "certification_submitted")
 
@@ -1174,7 +1185,9 @@ class Onboarding:
             return True
 
 
-def _check_documents(offer: DocumentOffer, chosen: frozenset[DteType]) -> frozenset[int]:
+def _check_documents(
+    offer: DocumentOffer, chosen: frozenset[DteType]
+) -> frozenset[int]:
     codes = frozenset(int(c) for c in chosen)
     if offer.locked:
         if codes and codes != offer.required:
@@ -1215,4 +1228,3 @@ def _purchase_from_json(data: Mapping[str, Any]) -> Purchase:
     paid_at = values.get("paid_at")
     values["paid_at"] = datetime.fromisoformat(paid_at) if paid_at else None
     return Purchase(**values)
-

@@ -15,8 +15,8 @@ import attrs
 
 __all__ = [
     "Customer",
-    "DtePolicy",
     "DocumentOffer",
+    "DtePolicy",
     "Journey",
     "JourneyEvent",
     "Organization",
@@ -31,6 +31,14 @@ __all__ = [
 
 def _codes(values: Iterable[int]) -> frozenset[int]:
     return frozenset(int(v) for v in values)
+
+
+def _item_codes(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(values)
+
+
+def _items(values: Iterable[PurchaseItem]) -> tuple[PurchaseItem, ...]:
+    return tuple(values)
 
 
 class Stage(enum.StrEnum):
@@ -62,7 +70,7 @@ class Product:
 
     code: str
     name: str
-    item_codes: frozenset[str] = attrs.field(converter=frozenset, factory=frozenset)
+    item_codes: frozenset[str] = attrs.field(converter=_item_codes, factory=frozenset)
 
 
 @attrs.frozen
@@ -114,7 +122,7 @@ class Purchase:
     order_number: str
     email: str
     buyer_name: str
-    items: tuple[PurchaseItem, ...] = attrs.field(converter=tuple)
+    items: tuple[PurchaseItem, ...] = attrs.field(converter=_items)
     legal_name: str = ""
     rut: str = ""
     changes_legal_name: bool = False

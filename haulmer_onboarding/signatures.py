@@ -114,7 +114,7 @@ def _size(count: int) -> str:
     return f"{math.ceil(count / 1024)} KB"
 
 
-# --- The shape of the file --------------------------------------------------
+# --- The shape of the file ---------------------------------------------------
 #
 # A PFX (RFC 7292) is a DER SEQUENCE { version INTEGER 3, authSafe ContentInfo,
 # macData OPTIONAL }, and the ContentInfo starts with its content type OID.
@@ -259,7 +259,7 @@ def _check_shape(data: bytes) -> None:
         raise _error("signature_corrupt")
 
 
-# --- Opening the file ---------------------------------------------------------
+# --- Opening the file --------------------------------------------------------
 
 _Contents = tuple[
     PrivateKeyTypes | None, x509.Certificate | None, list[x509.Certificate]
@@ -405,7 +405,7 @@ def _expiry_warning(not_after: datetime, now: datetime, days: int) -> str | None
     )
 
 
-# --- The public face ------------------------------------------------------------
+# --- The public face ---------------------------------------------------------
 
 
 def _aware(value: object) -> datetime:
@@ -581,7 +581,7 @@ def _load(
     return LoadedSignature(info=info, private_key=key, certificate=certificate)
 
 
-# --- Sealing at rest --------------------------------------------------------------
+# --- Sealing at rest ---------------------------------------------------------
 
 # Version 1: 4-byte big-endian length of the PKCS#8 DER key, the key, then the
 # certificate's DER.

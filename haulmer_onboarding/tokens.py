@@ -29,9 +29,9 @@ from haulmer_onboarding.errors import (
 
 __all__ = [
     "DEFAULT_MAX_AGES",
-    "Purpose",
     "LinkClaims",
     "LinkSigner",
+    "Purpose",
 ]
 
 
@@ -94,7 +94,8 @@ class LinkSigner:
         self._clock_skew = clock_skew
         self._clock = clock
         # itsdangerous signs with the *last* key of its list: reverse ours.
-        self._serializer = URLSafeSerializer(list(reversed(secret_keys)), salt=_SALT)
+        keys = [k.encode() if isinstance(k, str) else k for k in secret_keys]
+        self._serializer = URLSafeSerializer(list(reversed(keys)), salt=_SALT)
 
     def max_age(self, purpose: str) -> timedelta:
         return self._max_ages.get(purpose, _FALLBACK_MAX_AGE)

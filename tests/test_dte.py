@@ -54,7 +54,8 @@ def test_parse_codes_takes_ints_and_strings() -> None:
 
 
 def test_parse_codes_collapses_duplicates_and_takes_any_iterable() -> None:
-    assert parse_codes(iter([33, "33", 33])) == frozenset({DteType.FACTURA})
+    codes: list[int | str] = [33, "33", 33]
+    assert parse_codes(iter(codes)) == frozenset({DteType.FACTURA})
     assert parse_codes(()) == frozenset()
 
 

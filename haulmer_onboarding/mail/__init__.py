@@ -4,4 +4,4 @@ from haulmer_onboarding.mail.outbox import queue_email
 from haulmer_onboarding.mail.relay import Relay
 from haulmer_onboarding.mail.render import RenderedEmail, Renderer
 
-__all__ = ["RenderedEmail", "Relay", "Renderer", "queue_email"]
+__all__ = ["Relay", "RenderedEmail", "Renderer", "queue_email"]

@@ -86,7 +86,5 @@ def queue_email(
             "created_at": now,
         },
     )
-    logger.info(
-        "email queued: %s to journey %s (%s)", template, journey_id, message_id
-    )
+    logger.info("email queued: %s to journey %s (%s)", template, journey_id, message_id)
     return message_id

@@ -57,7 +57,7 @@ class Relay:
         self._batch_size = batch_size
         self.name = uuid.uuid4().hex[:12]
 
-    def _claim(self) -> list[sa.Row[tuple[int, str, bytes, int]]]:
+    def _claim(self) -> list[tuple[int, str, bytes, int]]:
         now = self._clock()
         claim = f"{self.name}:{uuid.uuid4().hex[:12]}"
         free = sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now)
@@ -83,7 +83,7 @@ class Relay:
                 .where(outbox.c.claimed_by == claim)
                 .order_by(outbox.c.id)
             )
-            return list(conn.execute(query).tuples())  # type: ignore[arg-type]
+            return [(r.id, r.recipient, r.raw, r.attempts) for r in conn.execute(query)]
 
     def deliver_pending(self) -> int:
         """Send what is due, in the order it was queued; return how many."""

@@ -57,9 +57,7 @@ class Renderer:
             return template.render(context)
 
         subject = " ".join(render(".subject.txt").split())
-        return RenderedEmail(
-            subject=subject, text=render(".txt"), html=render(".html")
-        )
+        return RenderedEmail(subject=subject, text=render(".txt"), html=render(".html"))
 
     def page(self, name: str, context: Mapping[str, Any]) -> str:
         return self.environment.get_template(f"pages/{name}.html").render(context)

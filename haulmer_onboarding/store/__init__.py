@@ -121,9 +121,7 @@ def journey_row(
 
 
 def journey_by_order(conn: Connection, order_number: str) -> Row[Any] | None:
-    return one(
-        conn, sa.select(journeys).where(journeys.c.order_number == order_number)
-    )
+    return one(conn, sa.select(journeys).where(journeys.c.order_number == order_number))
 
 
 def update_journey(

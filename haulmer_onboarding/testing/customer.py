@@ -54,7 +54,9 @@ class _FormParser(HTMLParser):
         self.forms: list[Form] = []
         self._button: list[str] | None = None
 
-    def handle_starttag(self, tag: str, attributes: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(
+        self, tag: str, attributes: list[tuple[str, str | None]]
+    ) -> None:
         attrs_ = {k: v or "" for k, v in attributes}
         if tag == "form":
             self.forms.append(
@@ -147,12 +149,14 @@ class WebCustomer:
         values: dict[str, list[str]] = {}
         for name, value in form.fields:
             values.setdefault(name, []).append(value)
-        for name, value in (data or {}).items():
-            values[name] = list(value) if isinstance(value, list) else [value]
+        for name, typed in (data or {}).items():
+            values[name] = list(typed) if isinstance(typed, list) else [typed]
         pairs = [(name, v) for name, vs in values.items() for v in vs]
         url = urljoin(page.url, form.action or page.url)
         if form.file_fields or files:
-            response = self.client.post(url, data=_multi(pairs), files=dict(files or {}))
+            response = self.client.post(
+                url, data=_multi(pairs), files=dict(files or {})
+            )
         else:
             response = self.client.post(url, data=_multi(pairs))
         return Page(str(response.url), response.status_code, response.text)

@@ -47,19 +47,19 @@ class CaughtMessage:
     def text(self) -> str:
         """The plain-text alternative, decoded."""
         part = self.message.get_body(preferencelist=("plain",))
-        return "" if part is None else str(part.get_content())  # type: ignore[attr-defined]
+        return "" if part is None else str(part.get_content())
 
     def html(self) -> str:
         """The HTML alternative, decoded."""
         part = self.message.get_body(preferencelist=("html",))
-        return "" if part is None else str(part.get_content())  # type: ignore[attr-defined]
+        return "" if part is None else str(part.get_content())
 
 
 class _Handler:
     def __init__(self, catcher: SmtpCatcher) -> None:
         self._catcher = catcher
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content = envelope.original_content or envelope.content
         raw = content if isinstance(content, bytes) else content.encode()
         self._catcher._add(
@@ -116,9 +116,7 @@ class SmtpCatcher:
         with self._changed:
             self._messages.clear()
 
-    def wait_for(
-        self, count: int, *, timeout: float = 10.0
-    ) -> list[CaughtMessage]:
+    def wait_for(self, count: int, *, timeout: float = 10.0) -> list[CaughtMessage]:
         """Block until at least ``count`` messages arrived; return them all."""
         deadline = time.monotonic() + timeout
         with self._changed:

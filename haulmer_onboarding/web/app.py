@@ -139,7 +139,7 @@ class _Pages:
             return self.link_error(request, exc)
 
         context = {"customer": link.customer, "action": request.url.path}
-        if request.method == "GET":
+        if request.method != "POST":
             return self.render("password", context)
 
         form = await request.form()
@@ -261,7 +261,9 @@ class _Pages:
     async def setup(self, request: Request) -> Response:
         token = request.path_params["token"]
         try:
-            link = await self.call(self.onboarding.open_link, token, Purpose.START_SETUP)
+            link = await self.call(
+                self.onboarding.open_link, token, Purpose.START_SETUP
+            )
         except LinkError as exc:
             return self.link_error(request, exc)
         assert link.journey is not None
@@ -375,7 +377,7 @@ class _Pages:
                 "address": "",
             },
         }
-        if request.method == "GET":
+        if request.method != "POST":
             return self.render("tax_document", context)
 
         form = await request.form()
@@ -476,7 +478,9 @@ def create_app(
             ("POST",),
         ),
         _route("/setup/{token}", pages.setup, "setup"),
-        _route("/setup/{token}/{action}", pages.setup_action, "setup_action", ("POST",)),
+        _route(
+            "/setup/{token}/{action}", pages.setup_action, "setup_action", ("POST",)
+        ),
         _route(
             "/documento-tributario/{token}", pages.tax_document, "tax_document", both
         ),

@@ -1,0 +1,657 @@
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import zipfile
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from haulmer_onboarding.errors import SignatureError
+from haulmer_onboarding.rut import Rut
+from haulmer_onboarding.signatures import (
+    LoadedSignature,
+    SignatureInfo,
+    SignatureSealer,
+    load_signature,
+)
+from haulmer_onboarding.testing.signatures import (
+    AUTHORITY_NAME,
+    make_certificate_der,
+    make_certificate_pem,
+    make_pkcs12,
+)
+
+PASSWORD = "firma-1234"
+NOT_BEFORE = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
+NOT_AFTER = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+needs_openssl = pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="the openssl command is not installed"
+)
+
+
+def pfx(**changes: object) -> bytes:
+    options: dict[str, object] = {"not_before": NOT_BEFORE, "not_after": NOT_AFTER}
+    options.update(changes)
+    return make_pkcs12(**options)  # type: ignore[arg-type]
+
+
+def load(data: bytes, password: str = PASSWORD, **options: object) -> LoadedSignature:
+    return load_signature(data, password, now=NOW, **options)  # type: ignore[arg-type]
+
+
+def refused(data: bytes, password: str = PASSWORD, **options: object) -> SignatureError:
+    with pytest.raises(SignatureError) as caught:
+        load(data, password, **options)
+    return caught.value
+
+
+@pytest.fixture(scope="module")
+def valid() -> bytes:
+    return pfx()
+
+
+# --- Files that load ---------------------------------------------------------
+
+
+def test_a_good_file_loads_with_its_facts(valid: bytes) -> None:
+    loaded = load(valid)
+    info = loaded.info
+
+    assert info.holder_name == "María José Pérez Soto"
+    assert info.holder_rut == Rut.parse("12.345.678-5")
+    assert info.issuer == AUTHORITY_NAME
+    assert info.not_before == NOT_BEFORE
+    assert info.not_after == NOT_AFTER
+    assert info.serial == f"{loaded.certificate.serial_number:X}"
+    assert (
+        info.fingerprint_sha256 == loaded.certificate.fingerprint(hashes.SHA256()).hex()
+    )
+    assert info.warnings == ()
+
+
+def test_the_key_is_the_certificate_s_own(valid: bytes) -> None:
+    loaded = load(valid)
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    assert loaded.private_key.public_key().public_bytes(
+        der, public
+    ) == loaded.certificate.public_key().public_bytes(der, public)
+
+
+def test_the_key_stays_out_of_repr(valid: bytes) -> None:
+    loaded = load(valid)
+    assert "private_key" not in repr(loaded)
+    assert "RSAPrivateKey" not in repr(loaded)
+
+
+@pytest.mark.parametrize("encryption", ["aes", "3des", "rc2"])
+def test_every_encryption_loads(encryption: str) -> None:
+    if encryption == "rc2" and shutil.which("openssl") is None:
+        pytest.skip("RC2-40 files are written with the openssl command")
+    loaded = load(pfx(encryption=encryption))
+    assert loaded.info.holder_rut == Rut(12345678, "5")
+
+
+def test_the_expected_rut_passes(valid: bytes) -> None:
+    loaded = load(valid, expected_rut=Rut.parse("12345678-5"))
+    assert loaded.info.holder_rut == Rut(12345678, "5")
+
+
+def test_a_password_with_accents() -> None:
+    loaded = load(pfx(password="contraseña Ñandú"), "contraseña Ñandú")
+    assert loaded.info.holder_rut is not None
+
+
+def test_a_file_written_by_old_openssl_with_an_accented_password() -> None:
+    # OpenSSL before 1.1.0 read each byte of the UTF-8 password as a letter.
+    as_old_openssl_read_it = "contraseña".encode().decode("latin-1")
+    data = pfx(password=as_old_openssl_read_it)
+    assert load(data, "contraseña").info.holder_rut is not None
+
+
+@needs_openssl
+def test_an_empty_password() -> None:
+    assert load(pfx(password=""), "").info.holder_rut is not None
+
+
+@pytest.mark.filterwarnings("ignore:PKCS#12 bundle could not be parsed as DER")
+def test_a_ber_file_with_indefinite_length(valid: bytes) -> None:
+    assert valid[:2] == b"\x30\x82"
+    ber = b"\x30\x80" + valid[4:] + b"\x00\x00"
+    assert load(ber).info.holder_rut is not None
+    assert refused(ber[:-1]).code == "signature_corrupt"
+
+
+def test_an_expiring_signature_loads_with_a_warning() -> None:
+    loaded = load(pfx(not_after=NOW + timedelta(days=10, hours=1)))
+    assert loaded.info.warnings == (
+        "La firma electrónica vence el 11-06-2025, en 10 días. Renuévala a "
+        "tiempo con tu entidad certificadora para no interrumpir la emisión "
+        "de documentos.",
+    )
+
+
+def test_the_warning_window_is_configurable() -> None:
+    data = pfx(not_after=NOW + timedelta(days=40))
+    assert load(data).info.warnings == ()
+    assert len(load(data, expiry_warning_days=60).info.warnings) == 1
+    last_hours = load(pfx(not_after=NOW + timedelta(hours=5))).info.warnings
+    assert "en menos de un día" in last_hours[0]
+
+
+# --- Every refusal -----------------------------------------------------------
+
+
+def test_empty() -> None:
+    error = refused(b"")
+    assert error.code == "signature_empty"
+    assert error.field == "signature"
+
+
+def test_too_large(valid: bytes) -> None:
+    error = refused(valid, max_bytes=len(valid) - 1)
+    assert error.code == "signature_too_large"
+    error = refused(b"\x00" * (3 * 1024 * 1024))
+    assert error.code == "signature_too_large"
+    assert "3,0 MB" in error.message
+    assert "1,0 MB" in error.message
+
+
+def _png() -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\xff\x00\x00")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", pixels)
+        + chunk(b"IEND", b"")
+    )
+
+
+def _zip(valid: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("firma.pfx", valid)
+    return buffer.getvalue()
+
+
+def _pkcs8_key() -> bytes:
+    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@pytest.mark.parametrize(
+    "kind", ["cer", "pem", "zip", "png", "pdf", "key", "text", "zero"]
+)
+def test_not_a_pkcs12_file(kind: str, valid: bytes) -> None:
+    makers: dict[str, Callable[[], bytes]] = {
+        "cer": make_certificate_der,
+        "pem": make_certificate_pem,
+        "zip": lambda: _zip(valid),
+        "png": _png,
+        "pdf": lambda: b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n%%EOF\n",
+        "key": _pkcs8_key,
+        "text": lambda: "0 firma electrónica\n".encode(),
+        "zero": lambda: b"\x00" * 100,
+    }
+    error = refused(makers[kind]())
+    assert error.code == "signature_not_pkcs12"
+    assert error.field == "signature"
+    assert ".pfx o .p12" in error.message
+
+
+def test_not_a_pkcs12_file_says_what_it_looks_like(valid: bytes) -> None:
+    assert "(PEM)" in refused(make_certificate_pem()).message
+    assert "Descomprímelo" in refused(_zip(valid)).message
+    assert ".cer" in refused(make_certificate_der()).message
+
+
+@pytest.mark.parametrize("keep", [1, 2, 5, 12, 30, 100, -100, -1])
+def test_truncated_is_corrupt(keep: int, valid: bytes) -> None:
+    assert refused(valid[:keep]).code == "signature_corrupt"
+
+
+def test_trailing_bytes_are_corrupt(valid: bytes) -> None:
+    assert refused(valid + b"\x00").code == "signature_corrupt"
+
+
+def test_a_broken_inner_length_is_corrupt(valid: bytes) -> None:
+    # The ContentInfo after "30 82 LL LL 02 01 03" claims one byte more.
+    assert valid[7:9] == b"\x30\x82"
+    length = int.from_bytes(valid[9:11], "big") + 1
+    broken = valid[:9] + length.to_bytes(2, "big") + valid[11:]
+    assert refused(broken).code == "signature_corrupt"
+
+
+def test_wrong_password(valid: bytes) -> None:
+    error = refused(valid, "firma-12345")
+    assert error.code == "signature_wrong_password"
+    assert error.field == "signature_password"
+    assert "no es posible recuperarla" in error.message
+    assert "comprar una firma electrónica nueva" in error.message
+    assert refused(valid, "").code == "signature_wrong_password"
+    assert refused(valid, "x" * 5000).code == "signature_wrong_password"
+    assert refused(valid, "\ud800").code == "signature_wrong_password"
+
+
+def test_wrong_accented_password() -> None:
+    data = pfx(password="contraseña")
+    assert refused(data, "contrasena").code == "signature_wrong_password"
+
+
+def test_no_key() -> None:
+    error = refused(pfx(include_key=False))
+    assert error.code == "signature_no_key"
+    assert "clave privada" in error.message
+
+
+def test_no_certificate() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    protection = serialization.BestAvailableEncryption(PASSWORD.encode())
+    data = pkcs12.serialize_key_and_certificates(b"k", key, None, None, protection)
+    assert refused(data).code == "signature_no_certificate"
+
+
+def test_key_mismatch() -> None:
+    assert refused(pfx(mismatched_key=True)).code == "signature_key_mismatch"
+
+
+def test_expired() -> None:
+    data = pfx(
+        not_before=datetime(2023, 3, 1, tzinfo=UTC),
+        not_after=datetime(2025, 2, 28, 23, 0, tzinfo=UTC),
+    )
+    error = refused(data)
+    assert error.code == "signature_expired"
+    assert "venció el 28-02-2025" in error.message
+    assert "desde el 01-03-2023" in error.message
+
+
+def test_not_yet_valid() -> None:
+    data = pfx(
+        not_before=datetime(2025, 7, 1, tzinfo=UTC),
+        not_after=datetime(2027, 7, 1, tzinfo=UTC),
+    )
+    error = refused(data)
+    assert error.code == "signature_not_yet_valid"
+    assert "desde el 01-07-2025 hasta el 01-07-2027" in error.message
+
+
+@pytest.mark.parametrize("holder_rut", [None, "12.345.678-9", "sin rut"])
+def test_no_rut(holder_rut: str | None) -> None:
+    error = refused(pfx(holder_rut=holder_rut))
+    assert error.code == "signature_no_rut"
+    assert "RUT" in error.message
+
+
+def test_rut_mismatch(valid: bytes) -> None:
+    error = refused(valid, expected_rut=Rut.parse("11.111.111-1"))
+    assert error.code == "signature_rut_mismatch"
+    assert "12.345.678-5" in error.message
+    assert "11.111.111-1" in error.message
+
+
+def test_now_must_be_timezone_aware(valid: bytes) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        load_signature(valid, PASSWORD, now=datetime(2025, 6, 1))
+
+
+def test_signature_errors_are_value_errors(valid: bytes) -> None:
+    with pytest.raises(ValueError, match="contraseña"):
+        load(valid, "otra")
+
+
+# --- Files made by the openssl command ---------------------------------------
+
+
+def _openssl(*args: str, cwd: Path, password: str = "") -> str:
+    openssl = shutil.which("openssl")
+    assert openssl is not None
+    done = subprocess.run(
+        [openssl, *args],
+        cwd=cwd,
+        capture_output=True,
+        check=True,
+        env={**os.environ, "P12_PASSWORD": password},
+    )
+    return done.stdout.decode() + done.stderr.decode()
+
+
+@pytest.fixture(scope="module")
+def openssl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("openssl")
+    _openssl(
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        "key.pem",
+        cwd=folder,
+    )
+    for name, extra in (
+        (
+            "holder",
+            [
+                "-addext",
+                "subjectAltName=otherName:1.3.6.1.4.1.8321.1;IA5STRING:12.345.678-5",
+            ],
+        ),
+        ("bare", []),
+    ):
+        _openssl(
+            "req",
+            "-x509",
+            "-utf8",
+            "-key",
+            "key.pem",
+            "-out",
+            f"{name}.pem",
+            "-subj",
+            "/C=CL/CN=Juan Pérez Rojas",
+            "-days",
+            "365",
+            *extra,
+            cwd=folder,
+        )
+    return folder
+
+
+def _export(folder: Path, cert: str, *options: str, password: str = PASSWORD) -> bytes:
+    out = folder / "out.p12"
+    _openssl(
+        "pkcs12",
+        "-export",
+        *options,
+        "-in",
+        cert,
+        "-name",
+        "Juan",
+        "-passout",
+        "env:P12_PASSWORD",
+        "-out",
+        out.name,
+        cwd=folder,
+        password=password,
+    )
+    return out.read_bytes()
+
+
+def _load_now(data: bytes, password: str = PASSWORD) -> LoadedSignature:
+    return load_signature(data, password, now=datetime.now(UTC))
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ((), "AES-256-CBC"),
+        (("-legacy",), "pbeWithSHA1And40BitRC2-CBC"),
+        (
+            ("-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES"),
+            "pbeWithSHA1And3-KeyTripleDES-CBC",
+        ),
+    ],
+    ids=["aes", "legacy-rc2-40", "3des"],
+)
+def test_openssl_files_load(
+    openssl_dir: Path, options: tuple[str, ...], expected: str
+) -> None:
+    data = _export(openssl_dir, "holder.pem", "-inkey", "key.pem", *options)
+    (openssl_dir / "check.p12").write_bytes(data)
+    described = _openssl(
+        "pkcs12",
+        "-info",
+        "-noout",
+        "-legacy",
+        "-in",
+        "check.p12",
+        "-passin",
+        "env:P12_PASSWORD",
+        cwd=openssl_dir,
+        password=PASSWORD,
+    )
+    assert expected in described
+
+    loaded = _load_now(data)
+    assert loaded.info.holder_name == "Juan Pérez Rojas"
+    assert loaded.info.holder_rut == Rut(12345678, "5")
+    assert _load_now(data).info.fingerprint_sha256 == loaded.info.fingerprint_sha256
+
+
+def test_openssl_legacy_file_with_wrong_password(openssl_dir: Path) -> None:
+    data = _export(openssl_dir, "holder.pem", "-inkey", "key.pem", "-legacy")
+    with pytest.raises(SignatureError) as caught:
+        _load_now(data, "otra")
+    assert caught.value.code == "signature_wrong_password"
+
+
+def test_openssl_file_without_key(openssl_dir: Path) -> None:
+    data = _export(openssl_dir, "holder.pem", "-nokeys", "-legacy")
+    with pytest.raises(SignatureError) as caught:
+        _load_now(data)
+    assert caught.value.code == "signature_no_key"
+
+
+def test_openssl_file_without_subject_alt_name(openssl_dir: Path) -> None:
+    data = _export(openssl_dir, "bare.pem", "-inkey", "key.pem")
+    with pytest.raises(SignatureError) as caught:
+        _load_now(data)
+    assert caught.value.code == "signature_no_rut"
+
+
+def test_openssl_certificate_files_are_not_pkcs12(openssl_dir: Path) -> None:
+    pem = (openssl_dir / "holder.pem").read_bytes()
+    der = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    for data in (pem, der, (openssl_dir / "key.pem").read_bytes()):
+        with pytest.raises(SignatureError) as caught:
+            _load_now(data)
+        assert caught.value.code == "signature_not_pkcs12"
+
+
+# --- Whatever the bytes, only SignatureError ---------------------------------
+
+
+def _only_signature_errors(data: bytes, password: str = PASSWORD) -> None:
+    with contextlib.suppress(SignatureError):
+        load(data, password)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=2048))
+def test_fuzz_random_bytes(data: bytes) -> None:
+    _only_signature_errors(data)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzz_random_tails_after_a_pfx_header(
+    valid: bytes, data: st.DataObject
+) -> None:
+    keep = data.draw(st.integers(min_value=0, max_value=64))
+    tail = data.draw(st.binary(max_size=512))
+    _only_signature_errors(valid[:keep] + tail)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_fuzz_truncations_are_corrupt(valid: bytes, data: st.DataObject) -> None:
+    keep = data.draw(st.integers(min_value=1, max_value=len(valid) - 1))
+    assert refused(valid[:keep]).code == "signature_corrupt"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_fuzz_flipped_bytes(valid: bytes, data: st.DataObject) -> None:
+    index = data.draw(st.integers(min_value=0, max_value=len(valid) - 1))
+    flip = data.draw(st.integers(min_value=1, max_value=255))
+    damaged = valid[:index] + bytes([valid[index] ^ flip]) + valid[index + 1 :]
+    _only_signature_errors(damaged)
+
+
+# --- The summary as data -----------------------------------------------------
+
+
+def test_info_as_dict_is_json_and_comes_back(valid: bytes) -> None:
+    info = load(pfx(not_after=NOW + timedelta(days=3))).info
+    data = info.as_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["holder_rut"] == "12345678-5"
+    assert data["not_before"] == "2025-01-15T12:00:00+00:00"
+    assert isinstance(data["warnings"], list)
+    assert len(data["warnings"]) == 1
+    assert SignatureInfo.from_dict(data) == info
+
+
+def test_info_without_rut_comes_back() -> None:
+    info = SignatureInfo(
+        holder_name="X",
+        holder_rut=None,
+        issuer="Y",
+        serial="01",
+        not_before=NOT_BEFORE,
+        not_after=NOT_AFTER,
+        fingerprint_sha256="00",
+    )
+    assert SignatureInfo.from_dict(info.as_dict()) == info
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("not_before", "2025-01-15T12:00:00"),
+        ("not_after", 12),
+        ("holder_name", None),
+        ("warnings", "una"),
+        ("holder_rut", "12345678-9"),
+    ],
+)
+def test_info_from_dict_refuses_bad_data(key: str, value: object, valid: bytes) -> None:
+    data: dict[str, object] = dict(load(valid).info.as_dict())
+    data[key] = value
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        SignatureInfo.from_dict(data)
+
+
+def test_info_from_dict_refuses_missing_fields(valid: bytes) -> None:
+    data: dict[str, object] = dict(load(valid).info.as_dict())
+    del data["serial"]
+    with pytest.raises(ValueError, match="serial"):
+        SignatureInfo.from_dict(data)
+
+
+# --- Sealing at rest ---------------------------------------------------------
+
+
+def test_seal_and_open(valid: bytes) -> None:
+    loaded = load(valid)
+    sealer = SignatureSealer([SignatureSealer.generate_key()])
+    key, certificate = sealer.open(sealer.seal(loaded))
+
+    assert certificate == loaded.certificate
+    der = serialization.Encoding.DER
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    none = serialization.NoEncryption()
+    assert key.private_bytes(der, pkcs8, none) == loaded.private_key.private_bytes(
+        der, pkcs8, none
+    )
+
+
+def test_the_sealed_blob_holds_no_password_and_no_clear_key(valid: bytes) -> None:
+    loaded = load(valid)
+    secret = SignatureSealer.generate_key()
+    sealed = SignatureSealer([secret]).seal(loaded)
+    key_der = loaded.private_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    assert key_der[40:80] not in sealed
+    payload = Fernet(secret).decrypt(sealed)
+    assert PASSWORD.encode() not in payload
+    assert key_der in payload
+
+
+def test_the_wrong_key_opens_nothing(valid: bytes) -> None:
+    sealed = SignatureSealer([SignatureSealer.generate_key()]).seal(load(valid))
+    stranger = SignatureSealer([SignatureSealer.generate_key()])
+    with pytest.raises(SignatureError) as caught:
+        stranger.open(sealed)
+    assert caught.value.code == "signature_sealed_unreadable"
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut", "garbage", "empty"])
+def test_a_damaged_blob_opens_nothing(damage: str, valid: bytes) -> None:
+    sealer = SignatureSealer([SignatureSealer.generate_key()])
+    sealed = sealer.seal(load(valid))
+    middle = len(sealed) // 2
+    damaged = {
+        "flip": sealed[:middle] + bytes([sealed[middle] ^ 1]) + sealed[middle + 1 :],
+        "cut": sealed[:middle],
+        "garbage": b"no es un sello",
+        "empty": b"",
+    }[damage]
+    with pytest.raises(SignatureError) as caught:
+        sealer.open(damaged)
+    assert caught.value.code == "signature_sealed_unreadable"
+
+
+def test_a_sealed_foreign_payload_opens_nothing() -> None:
+    secret = SignatureSealer.generate_key()
+    sealed = Fernet(secret).encrypt(b"HOS\x01\x00\x00\x00\x05hola")
+    with pytest.raises(SignatureError) as caught:
+        SignatureSealer([secret]).open(sealed)
+    assert caught.value.code == "signature_sealed_unreadable"
+
+
+def test_key_rotation(valid: bytes) -> None:
+    loaded = load(valid)
+    old, new = SignatureSealer.generate_key(), SignatureSealer.generate_key()
+    old_blob = SignatureSealer([old]).seal(loaded)
+
+    rotated = SignatureSealer([new, old])
+    assert rotated.open(old_blob)[1] == loaded.certificate
+
+    new_blob = rotated.seal(loaded)
+    assert SignatureSealer([new]).open(new_blob)[1] == loaded.certificate
+    with pytest.raises(SignatureError):
+        SignatureSealer([old]).open(new_blob)
+
+
+def test_sealer_configuration_errors() -> None:
+    key = SignatureSealer.generate_key()
+    assert len(key) == 44
+    Fernet(key)
+    with pytest.raises(TypeError):
+        SignatureSealer(key)
+    with pytest.raises(ValueError, match="at least one key"):
+        SignatureSealer([])
+    with pytest.raises(ValueError, match="Fernet key"):
+        SignatureSealer(["not-a-key"])
