@@ -102,7 +102,8 @@ class LinkSigner:
 
     def issue(self, purpose: str) -> tuple[str, LinkClaims]:
         """A new token for ``purpose`` and the claims it carries."""
-        now = self._clock()
+        # The token carries whole seconds; so do the claims handed back.
+        now = self._clock().replace(microsecond=0)
         claims = LinkClaims(
             purpose=purpose, jti=secrets.token_urlsafe(16), issued_at=now
         )

@@ -1,0 +1,87 @@
+"""The emails as a mail client sees them: subjects, parts and links."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+
+import pytest
+
+from haulmer_onboarding import Onboarding
+from haulmer_onboarding.testing.customer import link_in
+from haulmer_onboarding.testing.scenarios import purchase_for
+from haulmer_onboarding.testing.smtp import SmtpCatcher
+
+from .conftest import SEED
+
+BUYER = "ana.perez@example.cl"
+
+
+def seed_subjects() -> list[str]:
+    """The six subjects of the customer's guide, typographic quotes removed."""
+    path = next(SEED.glob("*.txt"), None)
+    if path is None:
+        pytest.skip("the customer's guide is not beside the project")
+    text = path.read_text(encoding="utf-8")
+    listed = text.split("recibir los siguientes correos", 1)[1].split("(1)", 1)[0]
+    subjects = []
+    for line in listed.splitlines():
+        match = re.match(r"\s*\d+\.\s+(.*)", line)
+        if match is None:
+            continue
+        subject = re.sub(r"\s*\((?:SOLO|Se indica)[^)]*\)", "", match.group(1))
+        subject = subject.strip().rstrip(".").strip()
+        subjects.append(re.sub(r"[\"“”]", "", subject))
+    return subjects
+
+
+def test_subjects_are_the_guides_word_for_word(
+    onboarding: Onboarding, catcher: SmtpCatcher
+) -> None:
+    expected = seed_subjects()
+    assert len(expected) == 6
+    onboarding.record_purchase(purchase_for("razon-social", BUYER))
+    onboarding.relay().deliver_pending()
+    onboarding.record_purchase(purchase_for("simple", "otra@example.cl"))
+    onboarding.relay().deliver_pending()
+    subjects = [m.subject for m in catcher.messages]
+    assert subjects[:5] == expected[:5]
+    assert subjects[-1] == expected[5]
+
+
+def test_raw_messages_decode_to_the_exact_link(
+    onboarding: Onboarding, catcher: SmtpCatcher
+) -> None:
+    onboarding.record_purchase(purchase_for("razon-social", BUYER))
+    onboarding.relay().deliver_pending()
+    message = catcher.messages[3]
+    parsed = email.message_from_bytes(message.raw, policy=email.policy.default)
+
+    assert parsed["Message-ID"]
+    assert parsed.get_content_type() == "multipart/alternative"
+    parts = {part.get_content_type(): part for part in parsed.iter_parts()}
+    assert set(parts) == {"text/plain", "text/html"}
+    # No quoted-printable anywhere: soft line breaks cannot mangle a link.
+    assert all(p["Content-Transfer-Encoding"] == "base64" for p in parts.values())
+
+    url = link_in(message, "CREAR CONTRASEÑA")
+    text = parts["text/plain"].get_content()
+    html = parts["text/html"].get_content()
+    assert url in text.splitlines()
+    assert f'href="{url}"' in html
+    token = url.rsplit("/", 1)[1]
+    assert re.fullmatch(r"[A-Za-z0-9_.\-]+", token)
+    # Every raw line fits SMTP's limit.
+    assert max(len(line) for line in message.raw.split(b"\r\n")) <= 998
+
+
+def test_text_and_html_carry_the_same_facts(
+    onboarding: Onboarding, catcher: SmtpCatcher
+) -> None:
+    onboarding.record_purchase(purchase_for("simple", BUYER, "OC-555"))
+    onboarding.relay().deliver_pending()
+    payment = catcher.messages[1]
+    assert "OC-555" in payment.text()
+    assert "OC-555" in payment.html()
+    assert "$249.900" in payment.text()
