@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import sqlalchemy as sa
 
@@ -384,3 +386,42 @@ def test_forgot_password_resends_email_four_and_kills_the_old_link(
     new = token(resent[-1], "CREAR CONTRASEÑA")
     onboarding.set_password(new, GOOD_PASSWORD, GOOD_PASSWORD)
     assert onboarding.verify_password(BUYER, GOOD_PASSWORD)
+
+
+def test_no_secret_reaches_the_log(
+    onboarding: Onboarding,
+    catcher: SmtpCatcher,
+    sandbox: RunningServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    journey = onboarding.record_purchase(purchase_for("simple", BUYER))
+    messages = deliver(onboarding, catcher)
+    password_link = token(messages[3], "CREAR CONTRASEÑA")
+    setup = token(messages[4], "INICIAR SETUP")
+    onboarding.set_password(password_link, GOOD_PASSWORD, GOOD_PASSWORD)
+    onboarding.begin_setup(setup)
+    assert journey.organization is not None
+    onboarding.choose_organization(setup, organization_id=journey.organization.id)
+    with pytest.raises(SignatureError):
+        onboarding.upload_signature(setup, make_pkcs12(password="SecretoFirma1"), "no")
+    onboarding.upload_signature(
+        setup, make_pkcs12(password="SecretoFirma1"), "SecretoFirma1"
+    )
+    onboarding.choose_documents(setup, [33])
+    finish_certification(onboarding, sandbox, journey.id)
+    deliver(onboarding, catcher)
+
+    logged = "\n".join(
+        r.getMessage() for r in caplog.records if r.name.startswith("haulmer")
+    )
+    assert "journey" in logged
+    assert "email sent" in logged
+    for secret in (
+        GOOD_PASSWORD,
+        "SecretoFirma1",
+        password_link,
+        setup,
+        BUYER_NORMALIZED,
+    ):
+        assert secret not in logged
