@@ -658,16 +658,25 @@ class Onboarding:
 
     # -- CREAR WORKSPACE ---------------------------------------------------
 
-    def _wizard(
-        self, conn: Connection, token: str, needs: Stage
-    ) -> tuple[LinkClaims, Row[Any]]:
-        claims, row = self._journey_for_link(conn, token, Purpose.CREATE_WORKSPACE)
+    def _check_turn(
+        self,
+        conn: Connection,
+        row: Row[Any],
+        *,
+        open_stages: tuple[Stage, ...],
+        needs: Stage,
+        account_id: int | None,
+        earlier: str,
+    ) -> None:
+        """Refuse a step whose wizard is closed or whose turn has not come.
+
+        ``account_id`` is the account that must have its password first.
+        """
         stage = Stage(row.stage)
-        if stage not in _WIZARD_STAGES:
+        if stage not in open_stages:
             raise LinkUsed()
-        buyer = store.customer_by_id(conn, row.customer_id)
-        assert buyer is not None
-        if buyer.password_hash is None:
+        account = store.customer_by_id(conn, account_id) if account_id else None
+        if account is None or account.password_hash is None:
             raise StepOrderError(
                 "Primero crea tu contraseña con el botón CREAR CONTRASEÑA del "
                 "correo «[Haulmer Accounts] Crea tu nueva contraseña».",
@@ -675,9 +684,22 @@ class Onboarding:
             )
         if stage.rank < needs.rank:
             raise StepOrderError(
-                "Completa primero los pasos anteriores del espacio de trabajo.",
+                f"Completa primero los pasos anteriores {earlier}.",
                 code="step_order",
             )
+
+    def _wizard(
+        self, conn: Connection, token: str, needs: Stage
+    ) -> tuple[LinkClaims, Row[Any]]:
+        claims, row = self._journey_for_link(conn, token, Purpose.CREATE_WORKSPACE)
+        self._check_turn(
+            conn,
+            row,
+            open_stages=_WIZARD_STAGES,
+            needs=needs,
+            account_id=row.customer_id,
+            earlier="del espacio de trabajo",
+        )
         return claims, row
 
     def _advance(
@@ -827,22 +849,19 @@ class Onboarding:
         self, conn: Connection, token: str, needs: Stage
     ) -> tuple[LinkClaims, Row[Any]]:
         claims, row = self._journey_for_link(conn, token, Purpose.START_SETUP)
-        stage = Stage(row.stage)
-        if stage not in _SETUP_OPEN:
-            raise LinkUsed()
-        workspace = self._workspace(conn, row.workspace_id)
-        admin = store.customer_by_email(conn, workspace.administrator_email or "")
-        if admin is None or admin.password_hash is None:
-            raise StepOrderError(
-                "Primero crea tu contraseña con el botón CREAR CONTRASEÑA del "
-                "correo «[Haulmer Accounts] Crea tu nueva contraseña».",
-                code="password_required",
+        administrator_id = conn.execute(
+            sa.select(workspaces.c.administrator_id).where(
+                workspaces.c.id == row.workspace_id
             )
-        if stage.rank < needs.rank:
-            raise StepOrderError(
-                "Completa primero los pasos anteriores de la habilitación.",
-                code="step_order",
-            )
+        ).scalar()
+        self._check_turn(
+            conn,
+            row,
+            open_stages=_SETUP_OPEN,
+            needs=needs,
+            account_id=administrator_id,
+            earlier="de la habilitación",
+        )
         return claims, row
 
     def begin_setup(self, token: str) -> Journey:
