@@ -9,6 +9,7 @@ core never calls ``pm.hook``: it calls the methods of ``Plugins``.
 from __future__ import annotations
 
 import importlib
+import itertools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import version as distribution_version
@@ -189,8 +190,11 @@ class Plugins:
     ) -> DocumentOffer:
         """The documents step for ``products``: the union of their policies.
 
-        When any policy is locked, the choice is exactly the locked set; two
-        locked policies that disagree raise ``ConflictError``.
+        Required documents of every product are enabled. A locked policy (a
+        point of sale) fixes its own set: those documents are shown checked
+        and cannot be changed, while the other products' optional documents
+        stay selectable. Two locked policies that disagree raise
+        ``ConflictError``: the purchase cannot be served as it is.
         """
         policies: list[tuple[str, DtePolicy]] = []
         for product in products:
@@ -200,33 +204,30 @@ class Plugins:
             policies.extend((product, answer) for answer in answers)
 
         locked = [(p, policy) for p, policy in policies if policy.locked]
-        if locked:
-            first_product, first = locked[0]
-            for other_product, other in locked[1:]:
-                if other.required != first.required:
-                    raise ConflictError(
-                        code="documents_lock_conflict",
-                        message=(
-                            f"Los productos {first_product} y {other_product} "
-                            "exigen conjuntos de documentos distintos. "
-                            "Contacta a soporte."
-                        ),
-                    )
-            return DocumentOffer(
-                required=first.required,
-                optional=frozenset(),
-                preselected=first.required,
-                locked=True,
-            )
+        for (first_product, first), (other_product, other) in itertools.pairwise(
+            locked
+        ):
+            if other.required != first.required:
+                raise ConflictError(
+                    code="documents_lock_conflict",
+                    message=(
+                        f"Los productos {first_product} y {other_product} "
+                        "exigen conjuntos de documentos distintos. "
+                        "Contacta a soporte."
+                    ),
+                )
 
         required = frozenset().union(*(p.required for _, p in policies))
-        optional = frozenset().union(*(p.optional for _, p in policies)) - required
+        optional = (
+            frozenset().union(*(p.optional for _, p in policies if not p.locked))
+            - required
+        )
         preselected = frozenset().union(*(p.preselected for _, p in policies))
         return DocumentOffer(
             required=required,
             optional=optional,
             preselected=(preselected & optional) | required,
-            locked=False,
+            locked=bool(locked),
         )
 
     # -- certification ---------------------------------------------------

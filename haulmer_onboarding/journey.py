@@ -959,8 +959,8 @@ class Onboarding:
     def choose_documents(self, token: str, codes: Iterable[int | str]) -> Journey:
         """Step 3: the DTE types; the certification with the SII starts.
 
-        A locked offer (a point of sale) accepts no other choice than its
-        own; required documents are always included.
+        Required documents, those a point of sale fixes among them, are
+        always included; anything the products do not offer is refused.
         """
         chosen = parse_codes(codes)
         with self._transaction() as (conn, pending):
@@ -1207,16 +1207,8 @@ class Onboarding:
 def _check_documents(
     offer: DocumentOffer, chosen: frozenset[DteType]
 ) -> frozenset[int]:
+    """The documents to enable: the customer's choice plus the required ones."""
     codes = frozenset(int(c) for c in chosen)
-    if offer.locked:
-        if codes and codes != offer.required:
-            raise DocumentsError(
-                "Los documentos de tu punto de venta están predeterminados y no "
-                "se pueden cambiar.",
-                code="documents_locked",
-                field="documents",
-            )
-        return offer.required
     unknown = codes - set(offer.choices)
     if unknown:
         names = ", ".join(str(c) for c in sorted(unknown))

@@ -78,8 +78,8 @@ class DtePolicy:
     """Which DTE types a product needs and offers, by SII code.
 
     ``required`` are always enabled; ``optional`` may be chosen;
-    ``preselected`` start checked. A ``locked`` policy allows exactly
-    ``required`` and nothing else (a point of sale).
+    ``preselected`` start checked. A ``locked`` policy fixes ``required``
+    and offers nothing more of its own (a point of sale).
     """
 
     required: frozenset[int] = attrs.field(converter=_codes, factory=frozenset)
@@ -90,7 +90,12 @@ class DtePolicy:
 
 @attrs.frozen
 class DocumentOffer:
-    """The documents step as a customer sees it, merged across products."""
+    """The documents step as a customer sees it, merged across products.
+
+    ``required`` are enabled whatever the customer does (shown checked and
+    disabled); ``optional`` may be chosen. ``locked`` says a point of sale
+    fixed part of the set, which the page explains.
+    """
 
     required: frozenset[int]
     optional: frozenset[int]

@@ -332,7 +332,7 @@ def test_a_wrong_signature_password_is_refused_and_changes_nothing(
     assert info.value.code == "signature_not_pkcs12"
 
 
-def test_locked_documents_cannot_be_changed(
+def test_point_of_sale_documents_are_fixed_and_the_rest_selectable(
     onboarding: Onboarding, catcher: SmtpCatcher
 ) -> None:
     onboarding.record_purchase(purchase_for("razon-social", BUYER))
@@ -347,9 +347,34 @@ def test_locked_documents_cannot_be_changed(
     assert journey.organization is not None
     onboarding.choose_organization(setup, organization_id=journey.organization.id)
     onboarding.upload_signature(setup, make_pkcs12(password="x1"), "x1")
+
+    offer = onboarding.document_offer(journey)
+    assert offer.locked
+    assert offer.required == {33, 39}
+    assert {61, 56, 52} <= offer.optional
     with pytest.raises(DocumentsError) as info:
-        onboarding.choose_documents(setup, [33])
-    assert info.value.code == "documents_locked"
+        onboarding.choose_documents(setup, [61, 999])
+    assert info.value.code == "documents_unknown"
+    assert onboarding.journey(journey.id).stage is Stage.SETUP_SIGNATURE_LOADED
+
+    # Leaving out a fixed document does not remove it.
+    chosen = onboarding.choose_documents(setup, [61])
+    assert chosen.documents == {33, 39, 61}
+
+
+def test_documents_a_product_does_not_offer_are_refused(
+    onboarding: Onboarding, catcher: SmtpCatcher
+) -> None:
+    journey = onboarding.record_purchase(purchase_for("simpleboleta", BUYER))
+    set_password(onboarding, catcher, BUYER_NORMALIZED)
+    setup = token(last(catcher.messages, SETUP), "INICIAR SETUP")
+    onboarding.begin_setup(setup)
+    assert journey.organization is not None
+    onboarding.choose_organization(setup, organization_id=journey.organization.id)
+    onboarding.upload_signature(setup, make_pkcs12(password="x1"), "x1")
+    with pytest.raises(DocumentsError) as info:
+        onboarding.choose_documents(setup, [39, 33])
+    assert info.value.code == "documents_not_offered"
     assert onboarding.journey(journey.id).stage is Stage.SETUP_SIGNATURE_LOADED
 
 
