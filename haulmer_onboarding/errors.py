@@ -10,13 +10,15 @@ that only know Python's exceptions can still catch it::
     │   ├── LinkInvalid                     bad signature, mangled, unknown
     │   ├── LinkExpired                     signed, but too old
     │   ├── LinkWrongPurpose                made for another step
-    │   └── LinkUsed                        already used or superseded
+    │   └── LinkUsed                        already used
+    │       └── LinkSuperseded              replaced by a newer link
     ├── StepOrderError(RuntimeError)        a step before its turn
     ├── ValidationError(ValueError)         a form value the rules refuse
     │   ├── PasswordError                   the password policy
     │   ├── RutError                        a RUT that is not one
     │   ├── SignatureError                  a PKCS#12 that cannot be used
     │   └── DocumentsError                  a DTE choice the policy refuses
+    ├── RateLimited(RuntimeError)           too many requests, try later
     ├── NotFoundError(LookupError)          no such purchase or record
     ├── ConflictError(RuntimeError)         contradicting product rules
     ├── PluginError(RuntimeError)           a plugin broke the contract
@@ -26,6 +28,7 @@ that only know Python's exceptions can still catch it::
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 
@@ -63,31 +66,80 @@ class LinkError(OnboardingError, ValueError):
 
 
 class LinkInvalid(LinkError):
+    """Not a genuine link: tampered, mangled, unknown, or from the future.
+
+    ``reason`` says which, for logs and tests; the customer sees one message.
+    """
+
     code = "link_invalid"
     default_message = (
         "El enlace no es válido. Revisa que lo hayas copiado completo desde el correo."
     )
 
+    def __init__(self, message: str | None = None, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
 
 class LinkExpired(LinkError):
+    """A genuine link past its time; a new one may be sent."""
+
     code = "link_expired"
     default_message = "El enlace expiró. Puedes pedir uno nuevo."
 
-    def __init__(self, message: str | None = None, *, purpose: str = "") -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        purpose: str = "",
+        jti: str = "",
+        issued_at: datetime | None = None,
+        expired_at: datetime | None = None,
+    ) -> None:
         super().__init__(message)
         self.purpose = purpose
+        self.jti = jti
+        self.issued_at = issued_at
+        self.expired_at = expired_at
 
 
 class LinkWrongPurpose(LinkError):
+    """A genuine link made for another step."""
+
     code = "link_wrong_purpose"
     default_message = "Este enlace es para otro paso del proceso."
 
+    def __init__(
+        self, message: str | None = None, *, expected: str = "", actual: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
 
 class LinkUsed(LinkError):
+    """A link whose step was already done with it, or that its state killed."""
+
     code = "link_used"
     default_message = (
         "Este enlace ya fue usado. Si necesitas uno nuevo, pídelo desde el "
         "último correo que recibiste."
+    )
+
+    def __init__(
+        self, message: str | None = None, *, used_at: datetime | None = None
+    ) -> None:
+        super().__init__(message)
+        self.used_at = used_at
+
+
+class LinkSuperseded(LinkUsed):
+    """A link replaced by a newer one of the same purpose."""
+
+    code = "link_superseded"
+    default_message = (
+        "Este enlace fue reemplazado por uno más reciente. Usa el enlace del "
+        "último correo que te enviamos."
     )
 
 
@@ -122,6 +174,19 @@ class SignatureError(ValidationError):
 class DocumentsError(ValidationError):
     code = "documents_invalid"
     default_message = "La selección de documentos no es válida."
+
+
+class RateLimited(OnboardingError, RuntimeError):
+    """Too many requests of one kind; ``retry_after`` is in seconds."""
+
+    code = "rate_limited"
+    default_message = (
+        "Hiciste demasiadas solicitudes. Espera unos minutos y vuelve a intentarlo."
+    )
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotFoundError(OnboardingError, LookupError):

@@ -35,13 +35,13 @@ from haulmer_onboarding.dte import DteType, parse_codes
 from haulmer_onboarding.errors import (
     CertificationServiceError,
     DocumentsError,
-    LinkInvalid,
     LinkUsed,
     NotFoundError,
     StepOrderError,
     ValidationError,
 )
 from haulmer_onboarding.hookspecs import Plugins
+from haulmer_onboarding.links import COMPLETED, LinkBook, LiveLink
 from haulmer_onboarding.mail import Relay, Renderer, queue_email
 from haulmer_onboarding.models import (
     Customer,
@@ -63,24 +63,14 @@ from haulmer_onboarding.store.tables import (
     customers,
     events,
     journeys,
-    link_tokens,
     organizations,
     workspaces,
 )
 from haulmer_onboarding.tokens import LinkClaims, LinkSigner, Purpose
 
-__all__ = ["LINK_PATHS", "Link", "Onboarding", "normalize_email"]
+__all__ = ["Link", "Onboarding", "normalize_email"]
 
 logger = logging.getLogger("haulmer_onboarding")
-
-#: Where each purpose's link lands, relative to ``Settings.base_url``.
-LINK_PATHS: Mapping[str, str] = {
-    Purpose.CREATE_PASSWORD: "/contrasena/{token}",
-    Purpose.CREATE_WORKSPACE: "/workspace/{token}",
-    Purpose.START_SETUP: "/setup/{token}",
-    Purpose.TAX_DOCUMENT: "/documento-tributario/{token}",
-    Purpose.CERTIFICATION_STATUS: "/certificacion/{token}",
-}
 
 _WIZARD_STAGES = (
     Stage.WORKSPACE_PENDING,
@@ -169,12 +159,13 @@ class Onboarding:
         self.clock: Callable[[], datetime] = settings.clock
         self.store = Store(settings.database_url)
         self.plugins = plugins or Plugins(blocked=settings.blocked_plugins)
-        self.links = LinkSigner(
+        self.signer = LinkSigner(
             settings.secret_keys,
             max_ages=settings.link_max_ages,
             clock_skew=settings.clock_skew,
             clock=self.clock,
         )
+        self.links = LinkBook(self.signer, base_url=settings.base_url, clock=self.clock)
         self.renderer = Renderer(
             [*settings.template_dirs, *self.plugins.template_dirs()]
         )
@@ -216,8 +207,7 @@ class Onboarding:
             self.plugins.notify(event)
 
     def link_url(self, purpose: str, token: str) -> str:
-        path = LINK_PATHS[purpose].format(token=token)
-        return self.settings.base_url.rstrip("/") + path
+        return self.links.url(purpose, token)
 
     def _event(
         self,
@@ -234,69 +224,6 @@ class Onboarding:
             pending.events.append(
                 JourneyEvent(journey_id=journey_id, kind=kind, at=now, data=data)
             )
-
-    def _issue_link(
-        self, conn: Connection, purpose: str, subject: str, *, supersede: bool = True
-    ) -> str:
-        """A new link for ``purpose``; older unused ones for it stop working.
-
-        Read-only links (certification status) do not supersede: a customer
-        may open any progress email.
-        """
-        token, claims = self.links.issue(purpose)
-        now = self.clock()
-        if supersede:
-            self._revoke_links(conn, subject, purpose)
-        conn.execute(
-            link_tokens.insert().values(
-                jti=claims.jti, purpose=purpose, subject=subject, issued_at=now
-            )
-        )
-        return self.link_url(purpose, token)
-
-    def _read_link(
-        self, conn: Connection, token: str, purpose: str
-    ) -> tuple[LinkClaims, str]:
-        """The claims and subject of a live link, or a ``LinkError``."""
-        claims = self.links.read(token, purpose)
-        row = store.one(
-            conn, sa.select(link_tokens).where(link_tokens.c.jti == claims.jti)
-        )
-        if row is None or row.purpose != purpose:
-            raise LinkInvalid()
-        if row.used_at is not None or row.revoked_at is not None:
-            raise LinkUsed()
-        return claims, str(row.subject)
-
-    def _consume_link(self, conn: Connection, claims: LinkClaims) -> None:
-        """Mark the link used; if another request got there first, refuse.
-
-        The conditional update is what makes two concurrent uses safe: only
-        one of them can change the row from unused to used.
-        """
-        result = conn.execute(
-            link_tokens.update()
-            .where(
-                link_tokens.c.jti == claims.jti,
-                link_tokens.c.used_at.is_(None),
-                link_tokens.c.revoked_at.is_(None),
-            )
-            .values(used_at=self.clock())
-        )
-        if result.rowcount != 1:
-            raise LinkUsed()
-
-    def _revoke_links(self, conn: Connection, subject: str, purpose: str) -> None:
-        conn.execute(
-            link_tokens.update()
-            .where(
-                link_tokens.c.subject == subject,
-                link_tokens.c.purpose == purpose,
-                link_tokens.c.used_at.is_(None),
-                link_tokens.c.revoked_at.is_(None),
-            )
-            .values(revoked_at=self.clock())
-        )
 
     def _email(
         self,
@@ -418,23 +345,22 @@ class Onboarding:
     def open_link(self, token: str, purpose: str) -> Link:
         """What a GET on a link shows. Reads only: nothing is consumed."""
         with self.store.begin() as conn:
-            claims, subject = self._read_link(conn, token, purpose)
-            kind, _, key = subject.partition(":")
-            if kind == "customer":
-                row = store.customer_by_id(conn, int(key))
+            live = self.links.read(conn, token, purpose)
+            if live.subject.startswith("customer:"):
+                row = store.customer_by_id(conn, live.subject_id)
                 assert row is not None
-                return Link(purpose, claims, customer=self._customer(row))
-            journey_row = store.journey_row(conn, int(key))
+                return Link(purpose, live.claims, customer=self._customer(row))
+            journey_row = store.journey_row(conn, live.subject_id)
             assert journey_row is not None
-            return Link(purpose, claims, journey=self._journey(conn, journey_row))
+            return Link(purpose, live.claims, journey=self._journey(conn, journey_row))
 
     def _journey_for_link(
         self, conn: Connection, token: str, purpose: str
-    ) -> tuple[LinkClaims, Row[Any]]:
-        claims, subject = self._read_link(conn, token, purpose)
-        row = store.journey_row(conn, int(subject.partition(":")[2]), for_update=True)
+    ) -> tuple[LiveLink, Row[Any]]:
+        link = self.links.read(conn, token, purpose)
+        row = store.journey_row(conn, link.subject_id, for_update=True)
         assert row is not None
-        return claims, row
+        return link, row
 
     # -- 1-6: the purchase -------------------------------------------------
 
@@ -555,7 +481,7 @@ class Onboarding:
                 "tax_document",
                 email,
                 journey_id,
-                link=self._issue_link(conn, Purpose.TAX_DOCUMENT, subject),
+                link=self.links.issue(conn, Purpose.TAX_DOCUMENT, subject),
                 **common,
             )
             if customer.password_hash is None:
@@ -566,7 +492,7 @@ class Onboarding:
                     email,
                     journey_id,
                     name=customer.name,
-                    link=self._issue_link(
+                    link=self.links.issue(
                         conn, Purpose.CREATE_PASSWORD, f"customer:{customer.id}"
                     ),
                 )
@@ -578,7 +504,7 @@ class Onboarding:
                     email,
                     journey_id,
                     name=customer.name,
-                    link=self._issue_link(conn, Purpose.CREATE_WORKSPACE, subject),
+                    link=self.links.issue(conn, Purpose.CREATE_WORKSPACE, subject),
                 )
             else:
                 self._email(
@@ -589,7 +515,7 @@ class Onboarding:
                     journey_id,
                     name=customer.name,
                     legal_name=legal_name,
-                    link=self._issue_link(conn, Purpose.START_SETUP, subject),
+                    link=self.links.issue(conn, Purpose.START_SETUP, subject),
                 )
             row = store.journey_row(conn, journey_id)
             assert row is not None
@@ -603,10 +529,12 @@ class Onboarding:
         hashed = passwords.hash_password(password)
 
         with self._transaction() as (conn, pending):
-            claims, subject = self._read_link(conn, token, Purpose.CREATE_PASSWORD)
-            customer_id = int(subject.partition(":")[2])
-            self._consume_link(conn, claims)
-            self._revoke_links(conn, subject, Purpose.CREATE_PASSWORD)
+            link = self.links.read(conn, token, Purpose.CREATE_PASSWORD)
+            customer_id = link.subject_id
+            self.links.consume(conn, link)
+            self.links.revoke(
+                conn, link.subject, Purpose.CREATE_PASSWORD, reason=COMPLETED
+            )
             conn.execute(
                 customers.update()
                 .where(customers.c.id == customer_id)
@@ -636,7 +564,7 @@ class Onboarding:
             if row is None:
                 logger.info("password email requested for an unknown address")
                 return
-            link = self._issue_link(conn, Purpose.CREATE_PASSWORD, f"customer:{row.id}")
+            link = self.links.issue(conn, Purpose.CREATE_PASSWORD, f"customer:{row.id}")
             journey_ids = self._journeys_of(conn, row.id)
             self._email(
                 conn,
@@ -690,8 +618,8 @@ class Onboarding:
 
     def _wizard(
         self, conn: Connection, token: str, needs: Stage
-    ) -> tuple[LinkClaims, Row[Any]]:
-        claims, row = self._journey_for_link(conn, token, Purpose.CREATE_WORKSPACE)
+    ) -> tuple[LiveLink, Row[Any]]:
+        link, row = self._journey_for_link(conn, token, Purpose.CREATE_WORKSPACE)
         self._check_turn(
             conn,
             row,
@@ -700,7 +628,7 @@ class Onboarding:
             account_id=row.customer_id,
             earlier="del espacio de trabajo",
         )
-        return claims, row
+        return link, row
 
     def _advance(
         self, conn: Connection, row: Row[Any], stage: Stage, **values: Any
@@ -773,7 +701,7 @@ class Onboarding:
                     admin.email,
                     row.id,
                     name=admin.name,
-                    link=self._issue_link(
+                    link=self.links.issue(
                         conn, Purpose.CREATE_PASSWORD, f"customer:{admin.id}"
                     ),
                 )
@@ -800,8 +728,8 @@ class Onboarding:
         name = _required_text(legal_name, "legal_name", "la razón social")
         parsed = _parse_rut(rut)
         with self._transaction() as (conn, pending):
-            claims, row = self._wizard(conn, token, Stage.WORKSPACE_NAMED)
-            self._consume_link(conn, claims)
+            link, row = self._wizard(conn, token, Stage.WORKSPACE_NAMED)
+            self.links.consume(conn, link)
             now = self.clock()
             organization_id = store.insert(
                 conn,
@@ -839,7 +767,7 @@ class Onboarding:
                 row.id,
                 name=admin.name,
                 legal_name=name,
-                link=self._issue_link(conn, Purpose.START_SETUP, f"journey:{row.id}"),
+                link=self.links.issue(conn, Purpose.START_SETUP, f"journey:{row.id}"),
             )
             return self._reload(conn, row.id)
 
@@ -847,8 +775,8 @@ class Onboarding:
 
     def _setup(
         self, conn: Connection, token: str, needs: Stage
-    ) -> tuple[LinkClaims, Row[Any]]:
-        claims, row = self._journey_for_link(conn, token, Purpose.START_SETUP)
+    ) -> tuple[LiveLink, Row[Any]]:
+        link, row = self._journey_for_link(conn, token, Purpose.START_SETUP)
         administrator_id = conn.execute(
             sa.select(workspaces.c.administrator_id).where(
                 workspaces.c.id == row.workspace_id
@@ -862,7 +790,7 @@ class Onboarding:
             account_id=administrator_id,
             earlier="de la habilitación",
         )
-        return claims, row
+        return link, row
 
     def begin_setup(self, token: str) -> Journey:
         """COMENZAR: open the DTE enablement wizard."""
@@ -964,13 +892,13 @@ class Onboarding:
         """
         chosen = parse_codes(codes)
         with self._transaction() as (conn, pending):
-            claims, row = self._setup(conn, token, Stage.SETUP_SIGNATURE_LOADED)
+            link, row = self._setup(conn, token, Stage.SETUP_SIGNATURE_LOADED)
             purchase = _purchase_from_json(row.purchase)
             offer = self.plugins.document_offer(tuple(row.products), purchase)
             documents = _check_documents(offer, chosen)
             steps = self.plugins.certification_steps(tuple(row.products), documents)
 
-            self._consume_link(conn, claims)
+            self.links.consume(conn, link)
             snapshot = {
                 "id": None,
                 "state": "pending",
@@ -1004,7 +932,7 @@ class Onboarding:
                 documents=[DteType(c).title for c in sorted(documents)],
                 steps=[s.title for s in steps],
                 business_days=sum(s.business_days for s in steps),
-                link=self._issue_link(
+                link=self.links.issue(
                     conn,
                     Purpose.CERTIFICATION_STATUS,
                     f"journey:{row.id}",
@@ -1061,8 +989,8 @@ class Onboarding:
                 "Elige boleta o factura.", code="tax_document_kind", field="kind"
             )
         with self._transaction() as (conn, pending):
-            claims, row = self._journey_for_link(conn, token, Purpose.TAX_DOCUMENT)
-            self._consume_link(conn, claims)
+            link, row = self._journey_for_link(conn, token, Purpose.TAX_DOCUMENT)
+            self.links.consume(conn, link)
             store.update_journey(
                 conn, row, self.clock(), tax_document=attrs.asdict(request)
             )
@@ -1166,7 +1094,7 @@ class Onboarding:
             )
             recipient = self._administrator_email(conn, row)
             legal_name = self._organization_name(conn, row)
-            link = self._issue_link(
+            link = self.links.issue(
                 conn, Purpose.CERTIFICATION_STATUS, f"journey:{row.id}", supersede=False
             )
             for step in newly_done:

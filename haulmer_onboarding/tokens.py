@@ -116,36 +116,44 @@ class LinkSigner:
         """The claims of ``token`` if it is a current link for ``purpose``.
 
         Raises ``LinkInvalid`` (tampered, mangled, from the far future),
-        ``LinkExpired`` or ``LinkWrongPurpose``; never consults a database.
+        ``LinkWrongPurpose`` or ``LinkExpired`` (which carries the claims'
+        id and dates, so that a new link can be offered); never consults a
+        database.
         """
         claims = self._decode(token)
         if claims.purpose != purpose:
-            raise LinkWrongPurpose()
+            raise LinkWrongPurpose(expected=purpose, actual=claims.purpose)
 
         now = self._clock()
         if claims.issued_at > now + self._clock_skew:
-            raise LinkInvalid()
-        if now - claims.issued_at > self.max_age(purpose):
-            raise LinkExpired(purpose=purpose)
+            raise LinkInvalid(reason="future")
+        expires_at = claims.issued_at + self.max_age(purpose)
+        if now > expires_at:
+            raise LinkExpired(
+                purpose=purpose,
+                jti=claims.jti,
+                issued_at=claims.issued_at,
+                expired_at=expires_at,
+            )
         return claims
 
     def _decode(self, token: str) -> LinkClaims:
         try:
             payload = self._serializer.loads(token.strip())
         except BadData as exc:
-            raise LinkInvalid() from exc
+            raise LinkInvalid(reason="signature") from exc
 
         if not isinstance(payload, dict):
-            raise LinkInvalid()
+            raise LinkInvalid(reason="malformed")
         purpose, jti, issued = payload.get("p"), payload.get("j"), payload.get("t")
         if not (
             isinstance(purpose, str)
             and isinstance(jti, str)
             and isinstance(issued, int)
         ):
-            raise LinkInvalid()
+            raise LinkInvalid(reason="malformed")
         try:
             issued_at = datetime.fromtimestamp(issued, UTC)
         except (OverflowError, OSError, ValueError) as exc:
-            raise LinkInvalid() from exc
+            raise LinkInvalid(reason="malformed") from exc
         return LinkClaims(purpose=purpose, jti=jti, issued_at=issued_at)

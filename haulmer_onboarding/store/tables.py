@@ -128,6 +128,7 @@ link_tokens = Table(
     # Set when a newer link of the same purpose and subject was issued, or
     # when the subject's state made the link pointless.
     _when("revoked_at"),
+    Column("revoked_reason", String(20)),
 )
 Index("ix_link_tokens_subject", link_tokens.c.subject, link_tokens.c.purpose)
 
