@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import secrets
+import socket
 import sys
 import tempfile
 import time
@@ -27,6 +29,7 @@ from haulmer_onboarding.models import Stage
 from haulmer_onboarding.sandbox import create_sandbox_app
 from haulmer_onboarding.settings import Settings
 from haulmer_onboarding.testing.customer import (
+    Page,
     WebCustomer,
     link_in,
     wait_for,
@@ -72,7 +75,10 @@ def local_stack(
 ) -> Iterator[Stack]:
     """An SMTP catcher, the certification sandbox, the web app and a worker.
 
-    The database is a SQLite file in ``folder``; keys are made for the run.
+    The database is a SQLite file in ``folder``, and the keys that sign
+    links and seal signatures are kept beside it, so a folder used again
+    keeps its journeys working. The sandbox forgets its certifications when
+    it stops.
     """
     with ExitStack() as stack:
         catcher = SmtpCatcher().start()
@@ -83,9 +89,10 @@ def local_stack(
         stack.callback(sandbox.stop)
 
         port = web_port or free_port()
+        secret_key, sealing_key = _folder_keys(folder)
         settings = Settings(
-            secret_keys=(secrets.token_urlsafe(32),),
-            sealing_keys=(Fernet.generate_key().decode(),),
+            secret_keys=(secret_key,),
+            sealing_keys=(sealing_key,),
             database_url=f"sqlite:///{folder / 'onboarding.db'}",
             base_url=f"http://127.0.0.1:{port}",
             smtp_port=catcher.port,
@@ -108,6 +115,21 @@ def local_stack(
         yield Stack(onboarding, catcher, web.url, sandbox.url)
 
 
+def _folder_keys(folder: Path) -> tuple[str, str]:
+    """The folder's signing and sealing keys, made on first use (mode 0600)."""
+    path = folder / "keys.json"
+    if path.exists():
+        keys = json.loads(path.read_text(encoding="utf-8"))
+        return str(keys["secret_key"]), str(keys["sealing_key"])
+    keys = {
+        "secret_key": secrets.token_urlsafe(32),
+        "sealing_key": Fernet.generate_key().decode(),
+    }
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(keys), encoding="utf-8")
+    return keys["secret_key"], keys["sealing_key"]
+
+
 class Timeline:
     """Prints what happens, with the seconds since the start."""
 
@@ -124,9 +146,11 @@ class JourneyFailed(Exception):
     """The demo's customer could not go on; the message says why."""
 
 
-def _expect(page_status: int, page_text: str, what: str, status: int = 200) -> None:
-    if page_status != status:
-        raise JourneyFailed(f"{what}: HTTP {page_status}: {page_text[:300]}")
+def _expect(page: Page, what: str, status: int = 200) -> None:
+    if page.status != status:
+        alerts = re.findall(r'role="alert">(.*?)</p>', page.html, flags=re.S)
+        said = " / ".join(" ".join(a.split()) for a in alerts) or page.text[:300]
+        raise JourneyFailed(f"{what}: HTTP {page.status}: {said}")
 
 
 def run_demo(
@@ -138,18 +162,18 @@ def run_demo(
     with ExitStack() as stack:
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        say(f"SQLite en {folder / 'onboarding.db'}")
+        say(f"SQLite at {folder / 'onboarding.db'}")
         parts = stack.enter_context(local_stack(folder))
         say(
-            f"SMTP en 127.0.0.1:{parts.catcher.port}, web en {parts.web_url}, "
-            f"certificación (sandbox) en {parts.sandbox_url}"
+            f"SMTP at 127.0.0.1:{parts.catcher.port}, web at {parts.web_url}, "
+            f"certification sandbox at {parts.sandbox_url}"
         )
         customer = WebCustomer()
         stack.callback(customer.close)
         try:
             return _walk(parts, customer, say, scenario, buyer, admin_email)
         except (JourneyFailed, TimeoutError, LookupError) as exc:
-            say(f"FALLÓ: {exc}")
+            say(f"FAILED: {exc}")
             return 1
 
 
@@ -165,8 +189,8 @@ def _walk(
     purchase = purchase_for(scenario, email=buyer)
     journey = onboarding.record_purchase(purchase)
     say(
-        f"compra {journey.order_number} registrada: {', '.join(journey.products)}"
-        + (" (nueva razón social)" if purchase.changes_legal_name else "")
+        f"purchase {journey.order_number} recorded: {', '.join(journey.products)}"
+        + (" (new razón social)" if purchase.changes_legal_name else "")
     )
 
     def read(recipient: str, key: str) -> object:
@@ -180,7 +204,7 @@ def _walk(
 
     tax = read(buyer, "tax")
     page = customer.open(link_in(tax, "SOLICITAR DOCUMENTO"))  # type: ignore[arg-type]
-    _expect(page.status, page.text, "documento tributario")
+    _expect(page, "documento tributario")
     page = customer.submit(
         page,
         "SOLICITAR DOCUMENTO",
@@ -192,18 +216,18 @@ def _walk(
             "address": "Av. Providencia 1234, Providencia",
         },
     )
-    _expect(page.status, page.text, "documento tributario")
-    say("→ ¿Boleta o factura?: factura solicitada")
+    _expect(page, "documento tributario")
+    say("→ ¿Boleta o factura?: factura requested")
 
     password = "Haulmer" + secrets.token_hex(4) + "9"
     created = read(buyer, "password")
     page = customer.open(link_in(created, "CREAR CONTRASEÑA"))  # type: ignore[arg-type]
-    _expect(page.status, page.text, "CREAR CONTRASEÑA")
+    _expect(page, "CREAR CONTRASEÑA")
     page = customer.submit(
         page, "CREAR CONTRASEÑA", {"password": password, "confirmation": password}
     )
-    _expect(page.status, page.text, "CREAR CONTRASEÑA")
-    say("→ CREAR CONTRASEÑA: contraseña creada")
+    _expect(page, "CREAR CONTRASEÑA")
+    say("→ CREAR CONTRASEÑA: password set")
 
     admin = buyer
     if purchase.changes_legal_name:
@@ -218,8 +242,8 @@ def _walk(
                 "CREAR CONTRASEÑA",
                 {"password": password, "confirmation": password},
             )
-            _expect(page.status, page.text, "CREAR CONTRASEÑA (administrador)")
-            say("→ CREAR CONTRASEÑA: contraseña del administrador creada")
+            _expect(page, "CREAR CONTRASEÑA (administrador)")
+            say("→ CREAR CONTRASEÑA: the administrator's password set")
 
     _setup_wizard(customer, read(admin, "setup"), say)
 
@@ -237,22 +261,22 @@ def _walk(
             number = catcher.messages.index(message) + 1
             say(f"✉ #{number} «{message.subject}» → {', '.join(message.rcpt_tos)}")
     if "necesita tu atención" in outcome.subject:
-        raise JourneyFailed(f"la certificación falló: {outcome.subject}")
+        raise JourneyFailed(f"the certification failed: {outcome.subject}")
     enabled = outcome
 
     page = customer.open(link_in(enabled, "VER DETALLE"))
-    _expect(page.status, page.text, "estado de la certificación")
+    _expect(page, "certification status page")
     final = onboarding.journey(journey.id)
     say(
-        f"estado final: {final.stage.value}; documentos "
+        f"final state: {final.stage.value}; documents "
         f"{', '.join(str(c) for c in sorted(final.documents))}; "
-        f"{len(catcher.messages)} correos"
+        f"{len(catcher.messages)} emails"
     )
     if final.stage is not Stage.ENABLED or "habilitada" not in page.text:
-        raise JourneyFailed(f"la organización no quedó habilitada ({final.stage})")
+        raise JourneyFailed(f"the organization was not enabled ({final.stage})")
     say(
         f"✔ {final.organization.legal_name if final.organization else ''} "
-        "habilitada para emitir documentos"
+        "is enabled to issue documents"
     )
     return 0
 
@@ -261,34 +285,34 @@ def _workspace_wizard(
     customer: WebCustomer, message: object, say: Timeline, admin: str
 ) -> None:
     page = customer.open(link_in(message, "CREAR WORKSPACE"))  # type: ignore[arg-type]
-    _expect(page.status, page.text, "CREAR WORKSPACE")
+    _expect(page, "CREAR WORKSPACE")
     page = customer.submit(page, "ACTIVAR")
-    _expect(page.status, page.text, "ACTIVAR")
+    _expect(page, "ACTIVAR")
     say("→ CREAR WORKSPACE: ACTIVAR")
     page = customer.submit(page, "CREAR", {"name": "Camila Rojas", "email": admin})
-    _expect(page.status, page.text, "CREAR (administrador)")
-    say(f"→ paso 1, CREAR: administrador {admin}")
+    _expect(page, "CREAR (administrador)")
+    say(f"→ step 1, CREAR: administrator {admin}")
     page = customer.submit(page, "SIGUIENTE", {"workspace_name": "Rojas y Cía"})
-    _expect(page.status, page.text, "SIGUIENTE (nombre)")
-    say("→ paso 2, SIGUIENTE: espacio «Rojas y Cía»")
+    _expect(page, "SIGUIENTE (nombre)")
+    say("→ step 2, SIGUIENTE: workspace «Rojas y Cía»")
     page = customer.submit(
         page,
         "FINALIZAR",
         {"legal_name": "Comercial Rojas y Compañía Limitada", "rut": "76.543.210-3"},
     )
-    _expect(page.status, page.text, "FINALIZAR")
-    say("→ paso 3, FINALIZAR: razón social y RUT 76.543.210-3")
+    _expect(page, "FINALIZAR")
+    say("→ step 3, FINALIZAR: razón social and RUT 76.543.210-3")
 
 
 def _setup_wizard(customer: WebCustomer, message: object, say: Timeline) -> None:
     page = customer.open(link_in(message, "INICIAR SETUP"))  # type: ignore[arg-type]
-    _expect(page.status, page.text, "INICIAR SETUP")
+    _expect(page, "INICIAR SETUP")
     page = customer.submit(page, "COMENZAR")
-    _expect(page.status, page.text, "COMENZAR")
+    _expect(page, "COMENZAR")
     say("→ INICIAR SETUP: COMENZAR")
     page = customer.submit(page, "SIGUIENTE")
-    _expect(page.status, page.text, "organización")
-    say("→ paso 1, SIGUIENTE: organización principal elegida")
+    _expect(page, "organización")
+    say("→ step 1, SIGUIENTE: main organization chosen")
 
     signature_password = "firma-" + secrets.token_hex(4)
     pfx = make_pkcs12(
@@ -302,14 +326,20 @@ def _setup_wizard(customer: WebCustomer, message: object, say: Timeline) -> None
         {"signature_password": signature_password},
         files={"signature": ("camila-rojas.pfx", pfx, "application/x-pkcs12")},
     )
-    _expect(page.status, page.text, "firma electrónica")
-    say(f"→ paso 2, SIGUIENTE: firma .pfx de {len(pfx)} bytes cargada")
+    _expect(page, "firma electrónica")
+    say(f"→ step 2, SIGUIENTE: {len(pfx)}-byte .pfx signature uploaded")
     page = customer.submit(page, "SIGUIENTE")
-    _expect(page.status, page.text, "documentos")
-    say("→ paso 3, SIGUIENTE: documentos elegidos; comienza la certificación")
+    _expect(page, "documentos")
+    say("→ step 3, SIGUIENTE: documents chosen; the certification starts")
 
 
 def run_serve(port: int, folder: Path | None, business_day: float) -> int:
+    try:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+    except OSError:
+        print(f"port {port} is in use; choose another with --port", file=sys.stderr)
+        return 2
     with ExitStack() as stack:
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -322,9 +352,9 @@ def run_serve(port: int, folder: Path | None, business_day: float) -> int:
                 development=True,
             )
         )
-        print(f"Buzón de desarrollo: {parts.web_url}/_dev/correos")
-        print(f"SMTP en 127.0.0.1:{parts.catcher.port}; base de datos en {folder}")
-        print("Ctrl-C para terminar.")
+        print(f"Development mailbox: {parts.web_url}/_dev/correos")
+        print(f"SMTP at 127.0.0.1:{parts.catcher.port}; data in {folder}")
+        print("Ctrl-C to stop.")
         try:
             while True:
                 time.sleep(1)
@@ -334,11 +364,7 @@ def run_serve(port: int, folder: Path | None, business_day: float) -> int:
 
 
 def run_plugins(as_json: bool) -> int:
-    plugins = Plugins(
-        blocked=Settings.from_env(
-            secret_keys=("unused",), sealing_keys=("unused",)
-        ).blocked_plugins
-    )
+    plugins = Plugins(blocked=Settings.blocked_plugins_from_env())
     described = plugins.describe()
     if as_json:
         print(json.dumps(described, indent=2))
@@ -386,11 +412,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Only the SDK's own logger speaks at info: other libraries' info lines
+    # carry full URLs (link tokens) and addresses.
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if args.verbose:
+        logging.getLogger("haulmer_onboarding").setLevel(logging.INFO)
     if args.command == "demo":
+        if args.admin_email and args.scenario != "razon-social":
+            _parser().error("--admin-email applies to --scenario razon-social only")
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
         return run_demo(args.scenario, admin_email=args.admin_email, folder=args.keep)

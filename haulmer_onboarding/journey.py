@@ -14,6 +14,7 @@ the organization enabled.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection
 from sqlalchemy.engine import Row
 
@@ -34,9 +36,13 @@ from haulmer_onboarding.certification import (
 from haulmer_onboarding.dte import DteType, parse_codes
 from haulmer_onboarding.errors import (
     CertificationServiceError,
+    ConflictError,
     DocumentsError,
+    LinkInvalid,
     LinkUsed,
     NotFoundError,
+    RateLimited,
+    RutError,
     StepOrderError,
     ValidationError,
 )
@@ -64,11 +70,19 @@ from haulmer_onboarding.store.tables import (
     events,
     journeys,
     organizations,
+    password_requests,
     workspaces,
 )
 from haulmer_onboarding.tokens import LinkClaims, LinkSigner, Purpose
 
-__all__ = ["Link", "Onboarding", "normalize_email"]
+__all__ = [
+    "RENEWABLE",
+    "ExpiredLink",
+    "Link",
+    "Onboarding",
+    "mask_email",
+    "normalize_email",
+]
 
 logger = logging.getLogger("haulmer_onboarding")
 
@@ -77,6 +91,15 @@ _WIZARD_STAGES = (
     Stage.WORKSPACE_ACTIVATED,
     Stage.WORKSPACE_ADMIN_CREATED,
     Stage.WORKSPACE_NAMED,
+)
+#: The purposes whose expired links can be replaced by a new one.
+RENEWABLE = frozenset(
+    {
+        Purpose.CREATE_PASSWORD,
+        Purpose.CREATE_WORKSPACE,
+        Purpose.START_SETUP,
+        Purpose.TAX_DOCUMENT,
+    }
 )
 _SETUP_OPEN = (
     Stage.SETUP_PENDING,
@@ -92,14 +115,24 @@ def normalize_email(email: str) -> str:
 
 
 def _check_email(email: str, field: str = "email") -> str:
+    """A deliverable-looking address, trimmed and lowercased.
+
+    Syntax is email-validator's (no DNS lookup); addresses that need
+    SMTPUTF8 are refused because not every relay carries them.
+    """
     normalized = normalize_email(email)
-    local, at, domain = normalized.partition("@")
-    if not (local and at and "." in domain) or any(c.isspace() for c in normalized):
+    if not normalized:
+        raise ValidationError(
+            "Ingresa tu correo electrónico.", code="email_missing", field=field
+        )
+    try:
+        validate_email(normalized, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
         raise ValidationError(
             "Ingresa un correo electrónico válido, por ejemplo nombre@empresa.cl.",
             code="email_invalid",
             field=field,
-        )
+        ) from exc
     return normalized
 
 
@@ -116,22 +149,57 @@ def _required_text(value: str, field: str, label: str, limit: int = 200) -> str:
     return text
 
 
+#: RUTs that exist but can never name a customer's organization.
+_RESERVED_RUTS = {
+    "60803000-K": "el RUT del Servicio de Impuestos Internos",
+    "66666666-6": "el RUT genérico de receptor de boletas",
+    "88888888-8": "el RUT que usa el SII en la certificación",
+}
+
+
 def _parse_rut(value: str, field: str = "rut") -> Rut:
     try:
-        return Rut.parse(value)
+        rut = Rut.parse(value)
     except ValidationError as exc:
         exc.field = field
         raise
+    reserved = _RESERVED_RUTS.get(str(rut))
+    if reserved is not None:
+        raise RutError(
+            f"{rut.formatted()} es {reserved}; ingresa el RUT de tu organización.",
+            code="rut_reserved",
+            field=field,
+        )
+    return rut
 
 
 @attrs.frozen
 class Link:
-    """A link that may be shown: its claims, and what it acts on."""
+    """A link as a page shows it: its claims, and what it acts on."""
 
     purpose: str
-    claims: LinkClaims
+    claims: LinkClaims | None  # None for a link already used
     customer: Customer | None = None
     journey: Journey | None = None
+
+
+@attrs.frozen
+class ExpiredLink:
+    """A link that expired unused, and where its replacement goes.
+
+    ``recipient_hint`` shows enough of the address for the customer to
+    recognize it (``c****@example.cl``) and no more.
+    """
+
+    purpose: str
+    recipient_hint: str
+
+
+def mask_email(email: str) -> str:
+    """``camila@example.cl`` as ``c*****@example.cl``: the length of the
+    local part is not shown either."""
+    local, _, domain = email.partition("@")
+    return local[:1] + "*****@" + domain
 
 
 @attrs.frozen
@@ -354,6 +422,29 @@ class Onboarding:
             assert journey_row is not None
             return Link(purpose, live.claims, journey=self._journey(conn, journey_row))
 
+    def completed_link(self, token: str, purpose: str) -> Link:
+        """What a used link completed: the account or journey it acted on.
+
+        Raises a ``LinkError`` unless ``token`` is a genuine link that was
+        used (or killed by its own step's completion). Reads only.
+        """
+        with self.store.begin() as conn:
+            subject = self.links.read_used(conn, token, purpose)
+            key = int(subject.partition(":")[2])
+            if subject.startswith("customer:"):
+                row = store.customer_by_id(conn, key)
+                assert row is not None
+                return Link(purpose, None, customer=self._customer(row))
+            journey_row = store.journey_row(conn, key)
+            assert journey_row is not None
+            return Link(purpose, None, journey=self._journey(conn, journey_row))
+
+    def _peek(self, token: str, purpose: str) -> None:
+        """Refuse a dead link before looking at the form: a customer with an
+        old link should hear about the link, not about a typo."""
+        with self.store.begin() as conn:
+            self.links.read(conn, token, purpose)
+
     def _journey_for_link(
         self, conn: Connection, token: str, purpose: str
     ) -> tuple[LiveLink, Row[Any]]:
@@ -398,6 +489,11 @@ class Onboarding:
         with self._transaction() as (conn, pending):
             existing = store.journey_by_order(conn, order_number)
             if existing is not None:
+                if existing.purchase != _purchase_json(purchase, email):
+                    raise ConflictError(
+                        f"La orden {order_number} ya fue registrada con otros datos.",
+                        code="purchase_conflict",
+                    )
                 return self._journey(conn, existing)
 
             now = self.clock()
@@ -462,69 +558,168 @@ class Onboarding:
                 products=list(products),
             )
 
-            names = [self.plugins.products[p].name for p in products]
-            common = {
-                "buyer_name": buyer_name,
-                "order_number": order_number,
-                "items": purchase.items,
-                "total": purchase.total,
-                "products": names,
-            }
-            subject = f"journey:{journey_id}"
+            row = store.journey_row(conn, journey_id)
+            assert row is not None
+            common = self._purchase_context(row)
             self._email(
                 conn, pending, "purchase_succeeded", email, journey_id, **common
             )
             self._email(conn, pending, "payment_confirmed", email, journey_id, **common)
-            self._email(
-                conn,
-                pending,
-                "tax_document",
-                email,
-                journey_id,
-                link=self.links.issue(conn, Purpose.TAX_DOCUMENT, subject),
-                **common,
-            )
+            self._send_tax_document(conn, pending, row)
             if customer.password_hash is None:
-                self._email(
-                    conn,
-                    pending,
-                    "create_password",
-                    email,
-                    journey_id,
-                    name=customer.name,
-                    link=self.links.issue(
-                        conn, Purpose.CREATE_PASSWORD, f"customer:{customer.id}"
-                    ),
-                )
+                self._send_create_password(conn, pending, customer, journey_id)
             if stage is Stage.WORKSPACE_PENDING:
-                self._email(
-                    conn,
-                    pending,
-                    "create_workspace",
-                    email,
-                    journey_id,
-                    name=customer.name,
-                    link=self.links.issue(conn, Purpose.CREATE_WORKSPACE, subject),
-                )
+                self._send_create_workspace(conn, pending, row)
             else:
-                self._email(
-                    conn,
-                    pending,
-                    "start_setup",
-                    email,
-                    journey_id,
-                    name=customer.name,
-                    legal_name=legal_name,
-                    link=self.links.issue(conn, Purpose.START_SETUP, subject),
-                )
+                self._send_start_setup(conn, pending, row)
             row = store.journey_row(conn, journey_id)
             assert row is not None
             return self._journey(conn, row)
+
+    # -- the emails that carry a step's link -------------------------------
+
+    def _purchase_context(self, row: Row[Any]) -> dict[str, Any]:
+        purchase = _purchase_from_json(row.purchase)
+        return {
+            "buyer_name": purchase.buyer_name,
+            "order_number": purchase.order_number,
+            "items": purchase.items,
+            "total": purchase.total,
+            "products": [self.plugins.products[p].name for p in row.products],
+        }
+
+    def _send_tax_document(
+        self, conn: Connection, pending: _Pending, row: Row[Any]
+    ) -> str:
+        recipient = self._buyer_email(conn, row)
+        link = self.links.issue(conn, Purpose.TAX_DOCUMENT, f"journey:{row.id}")
+        context = self._purchase_context(row)
+        self._email(
+            conn, pending, "tax_document", recipient, row.id, link=link, **context
+        )
+        return recipient
+
+    def _send_create_password(
+        self,
+        conn: Connection,
+        pending: _Pending,
+        customer: Row[Any],
+        journey_id: int | None,
+    ) -> str:
+        subject = f"customer:{customer.id}"
+        link = self.links.issue(conn, Purpose.CREATE_PASSWORD, subject)
+        self._email(
+            conn,
+            pending,
+            "create_password",
+            customer.email,
+            journey_id,
+            name=customer.name,
+            link=link,
+        )
+        return str(customer.email)
+
+    def _send_create_workspace(
+        self, conn: Connection, pending: _Pending, row: Row[Any]
+    ) -> str:
+        recipient = self._buyer_email(conn, row)
+        buyer = store.customer_by_id(conn, row.customer_id)
+        assert buyer is not None
+        link = self.links.issue(conn, Purpose.CREATE_WORKSPACE, f"journey:{row.id}")
+        self._email(
+            conn,
+            pending,
+            "create_workspace",
+            recipient,
+            row.id,
+            name=buyer.name,
+            link=link,
+        )
+        return recipient
+
+    def _send_start_setup(
+        self, conn: Connection, pending: _Pending, row: Row[Any]
+    ) -> str:
+        recipient = self._administrator_email(conn, row)
+        admin = store.customer_by_email(conn, recipient)
+        assert admin is not None
+        link = self.links.issue(conn, Purpose.START_SETUP, f"journey:{row.id}")
+        self._email(
+            conn,
+            pending,
+            "start_setup",
+            recipient,
+            row.id,
+            name=admin.name,
+            legal_name=self._organization_name(conn, row),
+            link=link,
+        )
+        return recipient
+
+    def _buyer_email(self, conn: Connection, row: Row[Any]) -> str:
+        buyer = store.customer_by_id(conn, row.customer_id)
+        assert buyer is not None
+        return str(buyer.email)
+
+    # -- links that expired ----------------------------------------------
+
+    def expired_link(self, token: str, purpose: str) -> ExpiredLink:
+        """Where a new link would go, for a genuine link that expired unused.
+
+        Reads only; raises the link's error when it cannot be renewed.
+        """
+        with self.store.begin() as conn:
+            subject = self.links.read_expired(conn, token, purpose)
+            recipient = self._link_recipient(conn, purpose, subject)
+        return ExpiredLink(purpose=purpose, recipient_hint=mask_email(recipient))
+
+    def renew_link(self, token: str, purpose: str) -> ExpiredLink:
+        """Send a new link in place of an expired one, to the same person.
+
+        The new link supersedes the expired one, so a second request with
+        the same expired link is refused as superseded.
+        """
+        if purpose not in RENEWABLE:
+            raise LinkInvalid(reason="not renewable")
+        with self._transaction() as (conn, pending):
+            subject = self.links.read_expired(conn, token, purpose)
+            key = int(subject.partition(":")[2])
+            if purpose == Purpose.CREATE_PASSWORD:
+                customer = store.customer_by_id(conn, key)
+                assert customer is not None
+                journeys_of = self._journeys_of(conn, key)
+                recipient = self._send_create_password(
+                    conn, pending, customer, journeys_of[-1] if journeys_of else None
+                )
+            else:
+                row = store.journey_row(conn, key)
+                assert row is not None
+                send = {
+                    Purpose.CREATE_WORKSPACE: self._send_create_workspace,
+                    Purpose.START_SETUP: self._send_start_setup,
+                    Purpose.TAX_DOCUMENT: self._send_tax_document,
+                }[purpose]
+                recipient = send(conn, pending, row)
+                self._event(conn, pending, row.id, "link_renewed", purpose=purpose)
+        return ExpiredLink(purpose=purpose, recipient_hint=mask_email(recipient))
+
+    def _link_recipient(self, conn: Connection, purpose: str, subject: str) -> str:
+        key = int(subject.partition(":")[2])
+        if subject.startswith("customer:"):
+            customer = store.customer_by_id(conn, key)
+            assert customer is not None
+            return str(customer.email)
+        row = store.journey_row(conn, key)
+        assert row is not None
+        if purpose in (Purpose.START_SETUP, Purpose.CERTIFICATION_STATUS):
+            return self._administrator_email(conn, row)
+        return self._buyer_email(conn, row)
 
     # -- CREAR CONTRASEÑA --------------------------------------------------
 
     def set_password(self, token: str, password: str, confirmation: str) -> Customer:
         """Set the account's password; every other such link stops working."""
+        self._peek(token, Purpose.CREATE_PASSWORD)
         passwords.check_policy(password, confirmation)
         hashed = passwords.hash_password(password)
 
@@ -552,29 +747,66 @@ class Onboarding:
         )
         return [r.id for r in rows]
 
-    def request_password_email(self, email: str) -> None:
-        """¿Olvidó su contraseña?: send email 4 again to a known address.
+    def request_password_email(self, email: str, *, client: str | None = None) -> None:
+        """¿Olvidó su contraseña?: email 4 again, if the address is known.
 
-        Says nothing about whether the address is known: an unknown or
-        malformed address is silently ignored.
+        The request is only recorded here; the worker looks the address up
+        and sends the email (``process_password_requests``). So the answer
+        says nothing about whether the address is known, and takes the same
+        time either way. Requests are capped per address and per ``client``
+        (the caller's IP address): past a cap ``RateLimited`` is raised,
+        known address or not.
         """
-        normalized = normalize_email(email)
-        with self._transaction() as (conn, pending):
-            row = store.customer_by_email(conn, normalized)
-            if row is None:
-                logger.info("password email requested for an unknown address")
-                return
-            link = self.links.issue(conn, Purpose.CREATE_PASSWORD, f"customer:{row.id}")
-            journey_ids = self._journeys_of(conn, row.id)
-            self._email(
-                conn,
-                pending,
-                "create_password",
-                row.email,
-                journey_ids[-1] if journey_ids else None,
-                name=row.name,
-                link=link,
+        normalized = _check_email(email)
+        settings = self.settings
+        limits = [(f"address:{normalized}", settings.forgot_password_per_address)]
+        if client:
+            limits.append((f"client:{client}", settings.forgot_password_per_client))
+
+        with self.store.begin() as conn:
+            now = self.clock()
+            for key, limit in limits:
+                retry_after = store.take_hit(
+                    conn,
+                    "forgot:" + hashlib.sha256(key.encode()).hexdigest()[:40],
+                    limit=limit,
+                    window=settings.forgot_password_window,
+                    now=now,
+                )
+                if retry_after is not None:
+                    raise RateLimited(retry_after=retry_after)
+            store.insert(
+                conn, password_requests, {"email": normalized, "created_at": now}
             )
+
+    def process_password_requests(self, limit: int = 100) -> int:
+        """Answer recorded ¿Olvidó su contraseña? requests; return how many.
+
+        A known address gets a new CREAR CONTRASEÑA link (older ones stop
+        working); an unknown one gets nothing.
+        """
+        with self._transaction() as (conn, pending):
+            rows = store.all_rows(
+                conn,
+                sa.select(password_requests)
+                .order_by(password_requests.c.id)
+                .limit(limit),
+            )
+            for request in rows:
+                conn.execute(
+                    password_requests.delete().where(
+                        password_requests.c.id == request.id
+                    )
+                )
+                customer = store.customer_by_email(conn, request.email)
+                if customer is None:
+                    logger.info("password email requested for an unknown address")
+                    continue
+                journey_ids = self._journeys_of(conn, customer.id)
+                self._send_create_password(
+                    conn, pending, customer, journey_ids[-1] if journey_ids else None
+                )
+        return len(rows)
 
     def verify_password(self, email: str, password: str) -> bool:
         """Whether ``password`` opens the account of ``email``."""
@@ -666,6 +898,7 @@ class Onboarding:
         Another address than the buyer's gets an account of its own and, if
         it has no password yet, its own CREAR CONTRASEÑA email.
         """
+        self._peek(token, Purpose.CREATE_WORKSPACE)
         admin_email = _check_email(email)
         admin_name = _required_text(name, "name", "el nombre del administrador")
         with self._transaction() as (conn, pending):
@@ -694,21 +927,12 @@ class Onboarding:
                 same_as_buyer=admin.id == row.customer_id,
             )
             if admin.password_hash is None and admin.id != row.customer_id:
-                self._email(
-                    conn,
-                    pending,
-                    "create_password",
-                    admin.email,
-                    row.id,
-                    name=admin.name,
-                    link=self.links.issue(
-                        conn, Purpose.CREATE_PASSWORD, f"customer:{admin.id}"
-                    ),
-                )
+                self._send_create_password(conn, pending, admin, row.id)
             return self._reload(conn, row.id)
 
     def name_workspace(self, token: str, name: str) -> Journey:
         """SIGUIENTE: the workspace's name (it can be changed later)."""
+        self._peek(token, Purpose.CREATE_WORKSPACE)
         workspace_name = _required_text(
             name, "workspace_name", "el nombre del espacio de trabajo", 120
         )
@@ -725,6 +949,7 @@ class Onboarding:
 
     def finish_workspace(self, token: str, legal_name: str, rut: str) -> Journey:
         """FINALIZAR: the organization; email 6 goes to the administrator."""
+        self._peek(token, Purpose.CREATE_WORKSPACE)
         name = _required_text(legal_name, "legal_name", "la razón social")
         parsed = _parse_rut(rut)
         with self._transaction() as (conn, pending):
@@ -754,21 +979,9 @@ class Onboarding:
                 organization_id=organization_id,
             )
             self._event(conn, pending, row.id, "workspace_finished")
-            workspace = self._workspace(conn, row.workspace_id)
-            admin_email = workspace.administrator_email
-            assert admin_email is not None
-            admin = store.customer_by_email(conn, admin_email)
-            assert admin is not None
-            self._email(
-                conn,
-                pending,
-                "start_setup",
-                admin_email,
-                row.id,
-                name=admin.name,
-                legal_name=name,
-                link=self.links.issue(conn, Purpose.START_SETUP, f"journey:{row.id}"),
-            )
+            finished = store.journey_row(conn, row.id)
+            assert finished is not None
+            self._send_start_setup(conn, pending, finished)
             return self._reload(conn, row.id)
 
     # -- INICIAR SETUP -----------------------------------------------------
@@ -810,6 +1023,7 @@ class Onboarding:
         rut: str = "",
     ) -> Journey:
         """Step 1: one of the workspace's organizations, or a new one."""
+        self._peek(token, Purpose.START_SETUP)
         new_name, new_rut = None, None
         if organization_id is None:
             new_name = _required_text(legal_name, "legal_name", "la razón social")
@@ -890,6 +1104,7 @@ class Onboarding:
         Required documents, those a point of sale fixes among them, are
         always included; anything the products do not offer is refused.
         """
+        self._peek(token, Purpose.START_SETUP)
         chosen = parse_codes(codes)
         with self._transaction() as (conn, pending):
             link, row = self._setup(conn, token, Stage.SETUP_SIGNATURE_LOADED)
@@ -972,6 +1187,7 @@ class Onboarding:
         address: str = "",
     ) -> Journey:
         """Boleta, or factura with the buyer company's data."""
+        self._peek(token, Purpose.TAX_DOCUMENT)
         if kind == "boleta":
             request = TaxDocumentRequest(kind="boleta")
         elif kind == "factura":

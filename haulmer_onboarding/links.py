@@ -114,6 +114,23 @@ class LinkBook:
             return str(row.subject)
         raise LinkInvalid(reason="not expired")
 
+    def read_used(self, conn: Connection, token: str, purpose: str) -> str:
+        """The subject of a genuine link that was used to complete its step.
+
+        Lets a page say "already done" (a double click, a reload, a return
+        from the email) instead of only "already used". Expiry does not
+        matter here; a superseded link is not a used one.
+        """
+        try:
+            claims = self.signer.read(token, purpose)
+            jti = claims.jti
+        except LinkExpired as expired:
+            jti = expired.jti
+        row = self._row(conn, jti, purpose)
+        if row.used_at is None and row.revoked_reason != COMPLETED:
+            raise LinkInvalid(reason="not used")
+        return str(row.subject)
+
     def consume(self, conn: Connection, link: LiveLink) -> None:
         """Mark the link used; if another request got there first, refuse.
 

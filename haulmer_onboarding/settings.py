@@ -11,6 +11,7 @@ import attrs
 __all__ = ["Settings"]
 
 _ENV_PREFIX = "HAULMER_ONBOARDING_"
+_MIN_KEY_LENGTH = 16
 
 
 def _utcnow() -> datetime:
@@ -26,6 +27,8 @@ class Settings:
     """Everything a deployment chooses; only the keys have no default.
 
     ``secret_keys`` sign links, newest first: the first signs, all verify.
+    ``forgot_password_per_address`` and ``forgot_password_per_client`` cap
+    the ¿Olvidó su contraseña? requests per ``forgot_password_window``.
     ``sealing_keys`` are Fernet keys sealing signature files at rest, newest
     first as well. ``base_url`` is where the web app is reachable from a
     customer's mailbox; links in emails start with it.
@@ -48,16 +51,41 @@ class Settings:
     clock_skew: timedelta = timedelta(seconds=60)
     signature_max_bytes: int = 1_048_576
     signature_expiry_warning_days: int = 30
+    forgot_password_per_address: int = 5
+    forgot_password_per_client: int = 20
+    forgot_password_window: timedelta = timedelta(hours=1)
     template_dirs: tuple[str, ...] = ()
     blocked_plugins: tuple[str, ...] = ()
     development: bool = False
     clock: Callable[[], datetime] = attrs.field(default=_utcnow, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        if not self.secret_keys or not all(self.secret_keys):
-            raise ValueError("Settings.secret_keys needs at least one key")
+        if not self.secret_keys:
+            raise ValueError(
+                "Settings.secret_keys needs at least one key "
+                f"(environment: {_ENV_PREFIX}SECRET_KEYS)"
+            )
+        if any(len(key) < _MIN_KEY_LENGTH for key in self.secret_keys):
+            raise ValueError(
+                f"each of Settings.secret_keys needs {_MIN_KEY_LENGTH} characters "
+                "or more; make one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'"
+            )
         if not self.sealing_keys or not all(self.sealing_keys):
-            raise ValueError("Settings.sealing_keys needs at least one key")
+            raise ValueError(
+                "Settings.sealing_keys needs at least one Fernet key "
+                f"(environment: {_ENV_PREFIX}SEALING_KEYS); make one with: "
+                "python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            )
+
+    @staticmethod
+    def blocked_plugins_from_env(
+        environ: Mapping[str, str] | None = None,
+    ) -> tuple[str, ...]:
+        """The plugins ``HAULMER_ONBOARDING_BLOCKED_PLUGINS`` names."""
+        env = os.environ if environ is None else environ
+        return _split(env.get(_ENV_PREFIX + "BLOCKED_PLUGINS", ""))
 
     @classmethod
     def from_env(

@@ -48,7 +48,9 @@ class Worker:
         self.stop()
 
     def run_once(self) -> int:
-        """One round: poll certifications, then deliver; return emails sent."""
+        """One round: answer password requests, poll certifications, then
+        deliver; return how many emails were sent."""
+        self._onboarding.process_password_requests()
         self._onboarding.poll_certifications()
         return self._relay.deliver_pending()
 
@@ -56,6 +58,7 @@ class Worker:
         since_poll = self._poll_interval
         while not self._stop.is_set():
             try:
+                self._onboarding.process_password_requests()
                 if since_poll >= self._poll_interval:
                     self._onboarding.poll_certifications()
                     since_poll = 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
 
 import pytest
@@ -22,6 +23,9 @@ def seed_subjects() -> list[str]:
     """The six subjects of the customer's guide, typographic quotes removed."""
     path = next(SEED.glob("*.txt"), None)
     if path is None:
+        # CI always has the guide beside the project: there, its absence fails.
+        if os.environ.get("CI"):
+            pytest.fail(f"the customer's guide is missing from {SEED}")
         pytest.skip("the customer's guide is not beside the project")
     text = path.read_text(encoding="utf-8")
     listed = text.split("recibir los siguientes correos", 1)[1].split("(1)", 1)[0]

@@ -51,8 +51,8 @@ def test_demo_command_completes_the_journey(tmp_path: Path) -> None:
     subjects = [line for line in lines if "✉" in line]
     for number, key in enumerate(SUBJECTS.values(), start=1):
         assert f"#{number} «{key}»" in subjects[number - 1]
-    assert "estado final: enabled" in result.stdout
-    assert lines[-1].endswith("habilitada para emitir documentos")
+    assert "final state: enabled" in result.stdout
+    assert lines[-1].endswith("is enabled to issue documents")
     assert (tmp_path / "onboarding.db").exists()
 
 

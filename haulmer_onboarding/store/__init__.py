@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +24,8 @@ from haulmer_onboarding.store.tables import (
     metadata,
     organizations,
     outbox,
+    password_requests,
+    throttle_hits,
     workspaces,
 )
 
@@ -36,6 +38,8 @@ __all__ = [
     "metadata",
     "organizations",
     "outbox",
+    "password_requests",
+    "throttle_hits",
     "workspaces",
 ]
 
@@ -149,3 +153,30 @@ def record_event(
         events,
         {"journey_id": journey_id, "kind": kind, "data": dict(data or {}), "at": now},
     )
+
+
+def take_hit(
+    conn: Connection, key: str, *, limit: int, window: timedelta, now: datetime
+) -> int | None:
+    """Count a request under ``key``; refuse it when ``limit`` were already
+    counted within ``window``.
+
+    Returns ``None`` when the request may go on, else the seconds until the
+    oldest counted request leaves the window.
+    """
+    since = now - window
+    conn.execute(
+        throttle_hits.delete().where(
+            throttle_hits.c.key == key, throttle_hits.c.at < since
+        )
+    )
+    hits = conn.execute(
+        sa.select(throttle_hits.c.at)
+        .where(throttle_hits.c.key == key)
+        .order_by(throttle_hits.c.at)
+    ).all()
+    if len(hits) >= limit:
+        oldest = hits[0].at
+        return max(1, int((oldest + window - now).total_seconds()) + 1)
+    conn.execute(throttle_hits.insert().values(key=key, at=now))
+    return None

@@ -162,3 +162,23 @@ events = Table(
     _when("at", nullable=False),
 )
 Index("ix_events_journey", events.c.journey_id, events.c.id)
+
+throttle_hits = Table(
+    "throttle_hits",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    # A hashed key such as "forgot:address:<sha256>": no address in clear.
+    Column("key", String(100), nullable=False),
+    _when("at", nullable=False),
+)
+Index("ix_throttle_hits_key", throttle_hits.c.key, throttle_hits.c.at)
+
+# ¿Olvidó su contraseña? requests wait here for the worker, so that the
+# answer to the request costs the same whether or not the address is known.
+password_requests = Table(
+    "password_requests",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    _when("created_at", nullable=False),
+)

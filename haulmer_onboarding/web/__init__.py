@@ -1,5 +1,6 @@
 """The mountable web app: link pages, and the development mailbox."""
 
 from haulmer_onboarding.web.app import create_app
+from haulmer_onboarding.web.redact import RedactLinkTokens
 
-__all__ = ["create_app"]
+__all__ = ["RedactLinkTokens", "create_app"]

@@ -16,38 +16,46 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from haulmer_onboarding.dte import DteType
 from haulmer_onboarding.errors import (
     LinkError,
     LinkExpired,
     LinkInvalid,
+    LinkSuperseded,
     LinkUsed,
     LinkWrongPurpose,
     OnboardingError,
+    RateLimited,
     SignatureError,
     StepOrderError,
+    ValidationError,
 )
-from haulmer_onboarding.journey import Onboarding
+from haulmer_onboarding.journey import RENEWABLE, Onboarding
 from haulmer_onboarding.models import Journey, Purchase, Stage
 from haulmer_onboarding.tokens import Purpose
 
 __all__ = ["create_app"]
 
-_LINK_STATUS = {
+_LINK_STATUS: dict[type[LinkError], int] = {
     LinkInvalid: 404,
     LinkWrongPurpose: 404,
     LinkExpired: 410,
     LinkUsed: 410,
+    LinkSuperseded: 410,
 }
-_LINK_TITLES = {
+_LINK_TITLES: dict[type[LinkError], str] = {
     LinkInvalid: "Enlace no válido",
     LinkWrongPurpose: "Enlace no válido",
     LinkExpired: "Enlace expirado",
     LinkUsed: "Enlace ya usado",
+    LinkSuperseded: "Enlace reemplazado",
 }
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -57,6 +65,14 @@ _HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
+}
+
+#: The page that says a link's step is complete, by purpose.
+_DONE_PAGES = {
+    Purpose.CREATE_PASSWORD: "password_done",
+    Purpose.CREATE_WORKSPACE: "workspace_done",
+    Purpose.START_SETUP: "setup_done",
+    Purpose.TAX_DOCUMENT: "tax_document_done",
 }
 
 _WIZARD_STEP = {
@@ -75,6 +91,18 @@ _SETUP_STEP = {
 Mailbox = Callable[[], Sequence[Any]]
 #: Sample purchases the development mailbox can record: key -> (label, make)
 Scenarios = Mapping[str, tuple[str, Callable[[str], Purchase]]]
+
+
+async def _form(request: Request, max_part_size: int = 64 * 1024) -> FormData:
+    """The request's form, or a ``ValidationError`` in Spanish."""
+    try:
+        return await request.form(max_part_size=max_part_size)
+    except (MultiPartException, HTTPException) as exc:
+        raise ValidationError(
+            "No pudimos leer el formulario enviado. Vuelve a intentarlo desde "
+            "la página.",
+            code="form_unreadable",
+        ) from exc
 
 
 def _text(form: FormData, name: str) -> str:
@@ -101,20 +129,91 @@ class _Pages:
     def render(
         self, name: str, context: Mapping[str, Any], status: int = 200
     ) -> HTMLResponse:
-        html = self.onboarding.renderer.page(name, {"error": None, **context})
+        defaults = {"error": None, "show_forgot": False}
+        html = self.onboarding.renderer.page(name, {**defaults, **context})
         return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
-    def link_error(self, request: Request, error: LinkError) -> HTMLResponse:
+    async def link_error(
+        self, request: Request, error: LinkError, purpose: str
+    ) -> HTMLResponse:
+        """The page for a link that cannot be used; an expired one offers a
+        new link (by POST: a GET never sends email)."""
         kind = type(error)
+        if isinstance(error, LinkExpired):
+            try:
+                expired = await self.call(
+                    self.onboarding.expired_link,
+                    request.path_params["token"],
+                    purpose,
+                )
+            except LinkError as other:
+                error, kind = other, type(other)
+            else:
+                return self.render(
+                    "link_expired",
+                    {
+                        "error": error,
+                        "expired": expired,
+                        "renewable": purpose in RENEWABLE,
+                        "action": request.url_for("renew_link").path,
+                        "token": request.path_params["token"],
+                    },
+                    410,
+                )
+        if kind is LinkUsed and purpose in _DONE_PAGES:
+            try:
+                done = await self.call(
+                    self.onboarding.completed_link,
+                    request.path_params["token"],
+                    purpose,
+                )
+            except LinkError:
+                pass
+            else:
+                context = {
+                    "customer": done.customer,
+                    "journey": done.journey,
+                    "already_used": True,
+                }
+                return self.render(_DONE_PAGES[purpose], context, 410)
         return self.render(
             "error",
             {
                 "title": _LINK_TITLES.get(kind, "Enlace no válido"),
                 "error": error,
-                "show_forgot": True,
+                "show_forgot": purpose == Purpose.CREATE_PASSWORD,
                 "forgot_url": request.url_for("forgot_password").path,
             },
             _LINK_STATUS.get(kind, 404),
+        )
+
+    async def renew_link(self, request: Request) -> Response:
+        form = await _form(request)
+        token, purpose = _text(form, "token"), _text(form, "purpose")
+        try:
+            renewed = await self.call(self.onboarding.renew_link, token, purpose)
+        except LinkError as exc:
+            return self.render(
+                "error",
+                {
+                    "title": _LINK_TITLES.get(type(exc), "Enlace no válido"),
+                    "error": exc,
+                    "show_forgot": False,
+                },
+                _LINK_STATUS.get(type(exc), 404),
+            )
+        return self.render("link_renewed", {"renewed": renewed})
+
+    def too_large(self, max_bytes: int) -> Response:
+        error = SignatureError(
+            f"El archivo es demasiado grande: el máximo es "
+            f"{max_bytes // 1024} KB. Una firma electrónica (.pfx o .p12) pesa "
+            "unos pocos KB; revisa que hayas elegido el archivo correcto.",
+            code="request_too_large",
+            field="signature",
+        )
+        return self.render(
+            "error", {"title": "Archivo demasiado grande", "error": error}, 413
         )
 
     def order_error(self, error: StepOrderError) -> HTMLResponse:
@@ -136,13 +235,13 @@ class _Pages:
                 self.onboarding.open_link, token, Purpose.CREATE_PASSWORD
             )
         except LinkError as exc:
-            return self.link_error(request, exc)
+            return await self.link_error(request, exc, Purpose.CREATE_PASSWORD)
 
         context = {"customer": link.customer, "action": request.url.path}
         if request.method != "POST":
             return self.render("password", context)
 
-        form = await request.form()
+        form = await _form(request)
         try:
             customer = await self.call(
                 self.onboarding.set_password,
@@ -151,7 +250,7 @@ class _Pages:
                 _text(form, "confirmation"),
             )
         except LinkError as exc:
-            return self.link_error(request, exc)
+            return await self.link_error(request, exc, Purpose.CREATE_PASSWORD)
         except OnboardingError as exc:
             return self.render("password", {**context, "error": exc}, 400)
         return self.render("password_done", {"customer": customer})
@@ -159,9 +258,19 @@ class _Pages:
     async def forgot_password(self, request: Request) -> Response:
         context: dict[str, Any] = {"action": request.url.path, "sent": False}
         if request.method == "POST":
-            form = await request.form()
+            form = await _form(request)
             email = _text(form, "email").strip()
-            await self.call(self.onboarding.request_password_email, email)
+            client = request.client.host if request.client else None
+            try:
+                await self.call(
+                    self.onboarding.request_password_email, email, client=client
+                )
+            except RateLimited as exc:
+                response = self.render("forgot", {**context, "error": exc}, 429)
+                response.headers["Retry-After"] = str(exc.retry_after)
+                return response
+            except ValidationError as exc:
+                return self.render("forgot", {**context, "error": exc}, 400)
             context.update(sent=True, email=email)
         return self.render("forgot", context)
 
@@ -174,7 +283,7 @@ class _Pages:
                 self.onboarding.open_link, token, Purpose.CREATE_WORKSPACE
             )
         except LinkError as exc:
-            return self.link_error(request, exc)
+            return await self.link_error(request, exc, Purpose.CREATE_WORKSPACE)
         assert link.journey is not None
         return self._workspace_page(request, link.journey)
 
@@ -216,7 +325,7 @@ class _Pages:
     async def workspace_action(self, request: Request) -> Response:
         token = request.path_params["token"]
         action = request.path_params["action"]
-        form = await request.form()
+        form = await _form(request)
         values = {k: _text(form, k) for k in form}
         facade = self.onboarding
         steps: dict[str, tuple[int, Callable[[], Journey]]] = {
@@ -244,11 +353,17 @@ class _Pages:
         try:
             journey = await self.call(call)
         except LinkError as exc:
-            return self.link_error(request, exc)
+            return await self.link_error(request, exc, Purpose.CREATE_WORKSPACE)
         except StepOrderError as exc:
             return self.order_error(exc)
         except OnboardingError as exc:
-            link = await self.call(facade.open_link, token, Purpose.CREATE_WORKSPACE)
+            try:
+                link = await self.call(
+                    facade.open_link, token, Purpose.CREATE_WORKSPACE
+                )
+            except LinkError as dead:
+                return await self.link_error(request, dead, Purpose.CREATE_WORKSPACE)
+            assert link.journey is not None
             return self._workspace_page(
                 request, link.journey, error=exc, values=values, step=step, status=400
             )
@@ -265,7 +380,7 @@ class _Pages:
                 self.onboarding.open_link, token, Purpose.START_SETUP
             )
         except LinkError as exc:
-            return self.link_error(request, exc)
+            return await self.link_error(request, exc, Purpose.START_SETUP)
         assert link.journey is not None
         return await self._setup_page(request, link.journey)
 
@@ -302,8 +417,13 @@ class _Pages:
         token = request.path_params["token"]
         action = request.path_params["action"]
         facade = self.onboarding
-        max_bytes = facade.settings.signature_max_bytes
-        form = await request.form(max_part_size=max_bytes + 1)
+        # The link is checked before the form is read: an upload behind a
+        # dead link is never parsed.
+        try:
+            await self.call(facade.open_link, token, Purpose.START_SETUP)
+        except LinkError as exc:
+            return await self.link_error(request, exc, Purpose.START_SETUP)
+        form = await _form(request)
         values = {k: _text(form, k) for k in form if k != "signature_password"}
         step = {"comenzar": 0, "organizacion": 1, "firma": 2, "documentos": 3}.get(
             action
@@ -313,11 +433,15 @@ class _Pages:
         try:
             journey = await self._setup_call(token, action, form)
         except LinkError as exc:
-            return self.link_error(request, exc)
+            return await self.link_error(request, exc, Purpose.START_SETUP)
         except StepOrderError as exc:
             return self.order_error(exc)
         except OnboardingError as exc:
-            link = await self.call(facade.open_link, token, Purpose.START_SETUP)
+            try:
+                link = await self.call(facade.open_link, token, Purpose.START_SETUP)
+            except LinkError as dead:
+                return await self.link_error(request, dead, Purpose.START_SETUP)
+            assert link.journey is not None
             return await self._setup_page(
                 request, link.journey, error=exc, values=values, step=step, status=400
             )
@@ -365,7 +489,7 @@ class _Pages:
                 self.onboarding.open_link, token, Purpose.TAX_DOCUMENT
             )
         except LinkError as exc:
-            return self.link_error(request, exc)
+            return await self.link_error(request, exc, Purpose.TAX_DOCUMENT)
         context: dict[str, Any] = {
             "journey": link.journey,
             "action": request.url.path,
@@ -380,7 +504,7 @@ class _Pages:
         if request.method != "POST":
             return self.render("tax_document", context)
 
-        form = await request.form()
+        form = await _form(request)
         values = {k: _text(form, k) for k in form}
         try:
             journey = await self.call(
@@ -393,7 +517,7 @@ class _Pages:
                 address=values.get("address", ""),
             )
         except LinkError as exc:
-            return self.link_error(request, exc)
+            return await self.link_error(request, exc, Purpose.TAX_DOCUMENT)
         except OnboardingError as exc:
             context["values"].update(values)
             return self.render("tax_document", {**context, "error": exc}, 400)
@@ -406,7 +530,7 @@ class _Pages:
         try:
             journey = await self.call(self.onboarding.certification_view, token)
         except LinkError as exc:
-            return self.link_error(request, exc)
+            return await self.link_error(request, exc, Purpose.CERTIFICATION_STATUS)
         return self.render("certification", {"journey": journey})
 
     # -- development mailbox -----------------------------------------------
@@ -432,7 +556,7 @@ class _Pages:
         )
 
     async def dev_purchase(self, request: Request) -> Response:
-        form = await request.form()
+        form = await _form(request)
         scenario = self.scenarios.get(_text(form, "scenario"))
         if scenario is None:
             return Response("escenario desconocido", status_code=400)
@@ -442,6 +566,63 @@ class _Pages:
         except OnboardingError as exc:
             return Response(exc.message, status_code=400)
         return RedirectResponse(request.url_for("dev_mailbox").path, 303)
+
+
+class _TooLarge(Exception):
+    """Raised by ``BodyLimit`` while a handler reads a body past the limit;
+    the app answers it with the 413 page."""
+
+
+class BodyLimit:
+    """Refuses request bodies over ``max_bytes`` with a 413 page.
+
+    A declared ``Content-Length`` is refused before anything is read; a body
+    without one is counted as it streams, so an upload can never fill the
+    server's memory or disk beyond the limit.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        too_large: Callable[[int], Response],
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.too_large = too_large
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self.too_large(self.max_bytes)(scope, receive, send)
+            return
+
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _TooLarge:
+            if not started:
+                await self.too_large(self.max_bytes)(scope, receive, send)
 
 
 def _route(
@@ -470,6 +651,7 @@ def create_app(
     routes = [
         _route("/contrasena/{token}", pages.password, "password", both),
         _route("/olvide-mi-contrasena", pages.forgot_password, "forgot_password", both),
+        _route("/enlace-nuevo", pages.renew_link, "renew_link", ("POST",)),
         _route("/workspace/{token}", pages.workspace, "workspace"),
         _route(
             "/workspace/{token}/{action}",
@@ -491,4 +673,20 @@ def create_app(
             _route("/_dev/correos", pages.dev_mailbox, "dev_mailbox"),
             _route("/_dev/compras", pages.dev_purchase, "dev_purchase", ("POST",)),
         ]
-    return Starlette(routes=routes)
+
+    async def unhandled(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OnboardingError)
+        return pages.render(
+            "error", {"title": "No pudimos continuar", "error": exc}, 400
+        )
+
+    async def too_large(request: Request, exc: Exception) -> Response:
+        return pages.too_large(limit)
+
+    # Forms are small; the largest body is a signature file and its form.
+    limit = onboarding.settings.signature_max_bytes + 64 * 1024
+    app = Starlette(
+        routes=routes,
+        exception_handlers={OnboardingError: unhandled, _TooLarge: too_large},
+    )
+    return BodyLimit(app, limit, pages.too_large)  # type: ignore[return-value]

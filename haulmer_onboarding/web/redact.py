@@ -1,0 +1,33 @@
+"""A logging filter that hides link tokens in request lines.
+
+Link URLs carry their token in the path. An ASGI server's access log (for
+uvicorn, the ``uvicorn.access`` logger) would write it down; install the
+filter there::
+
+    logging.getLogger("uvicorn.access").addFilter(RedactLinkTokens())
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+__all__ = ["RedactLinkTokens"]
+
+# A token is two or more URL-safe base64 runs joined by dots; the shortest
+# real one is well over 40 characters.
+_TOKEN = re.compile(r"(?<=/)[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_.-]{16,}")
+
+
+class RedactLinkTokens(logging.Filter):
+    """Replaces anything shaped like a link token with ``[token]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN.sub("[token]", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN.sub("[token]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
