@@ -41,6 +41,44 @@ LINK_PATHS: Mapping[str, str] = {
 SUPERSEDED = "superseded"
 COMPLETED = "completed"
 
+# Built once: a link is read and consumed on every click, and building a
+# statement costs more than running it on SQLite.
+_BY_JTI = sa.select(link_tokens).where(link_tokens.c.jti == sa.bindparam("jti"))
+_INSERT = link_tokens.insert()
+_CONSUME = (
+    link_tokens.update()
+    .where(
+        link_tokens.c.jti == sa.bindparam("b_jti"),
+        link_tokens.c.used_at.is_(None),
+        link_tokens.c.revoked_at.is_(None),
+    )
+    .values(used_at=sa.bindparam("b_used_at"))
+)
+_USE = (
+    link_tokens.update()
+    .where(
+        link_tokens.c.jti == sa.bindparam("b_jti"),
+        link_tokens.c.purpose == sa.bindparam("b_purpose"),
+        link_tokens.c.used_at.is_(None),
+        link_tokens.c.revoked_at.is_(None),
+    )
+    .values(used_at=sa.bindparam("b_used_at"))
+    .returning(link_tokens.c.subject)
+)
+_REVOKE = (
+    link_tokens.update()
+    .where(
+        link_tokens.c.subject == sa.bindparam("b_subject"),
+        link_tokens.c.purpose == sa.bindparam("b_purpose"),
+        link_tokens.c.used_at.is_(None),
+        link_tokens.c.revoked_at.is_(None),
+    )
+    .values(
+        revoked_at=sa.bindparam("b_revoked_at"),
+        revoked_reason=sa.bindparam("b_reason"),
+    )
+)
+
 
 @attrs.frozen
 class LiveLink:
@@ -83,12 +121,13 @@ class LinkBook:
         if supersede:
             self.revoke(conn, subject, purpose, reason=SUPERSEDED)
         conn.execute(
-            link_tokens.insert().values(
-                jti=claims.jti,
-                purpose=purpose,
-                subject=subject,
-                issued_at=self._clock(),
-            )
+            _INSERT,
+            {
+                "jti": claims.jti,
+                "purpose": purpose,
+                "subject": subject,
+                "issued_at": self._clock(),
+            },
         )
         return self.url(purpose, token)
 
@@ -131,6 +170,22 @@ class LinkBook:
             raise LinkInvalid(reason="not used")
         return str(row.subject)
 
+    def use(self, conn: Connection, token: str, purpose: str) -> LiveLink:
+        """Read and consume in one statement: the path of a step's POST.
+
+        When the step then refuses the request, the caller's transaction
+        rolls back and the link is unused again.
+        """
+        claims = self.signer.read(token, purpose)
+        subject = conn.execute(
+            _USE,
+            {"b_jti": claims.jti, "b_purpose": purpose, "b_used_at": self._clock()},
+        ).scalar()
+        if subject is None:
+            _refuse_dead(self._row(conn, claims.jti, purpose))
+            raise LinkUsed()  # used between the statement and the look
+        return LiveLink(claims=claims, subject=str(subject))
+
     def consume(self, conn: Connection, link: LiveLink) -> None:
         """Mark the link used; if another request got there first, refuse.
 
@@ -138,13 +193,7 @@ class LinkBook:
         one of them can change the row from unused to used.
         """
         result = conn.execute(
-            link_tokens.update()
-            .where(
-                link_tokens.c.jti == link.claims.jti,
-                link_tokens.c.used_at.is_(None),
-                link_tokens.c.revoked_at.is_(None),
-            )
-            .values(used_at=self._clock())
+            _CONSUME, {"b_jti": link.claims.jti, "b_used_at": self._clock()}
         )
         if result.rowcount != 1:
             raise LinkUsed()
@@ -154,20 +203,17 @@ class LinkBook:
     ) -> None:
         """Kill every unused link of ``purpose`` for ``subject``."""
         conn.execute(
-            link_tokens.update()
-            .where(
-                link_tokens.c.subject == subject,
-                link_tokens.c.purpose == purpose,
-                link_tokens.c.used_at.is_(None),
-                link_tokens.c.revoked_at.is_(None),
-            )
-            .values(revoked_at=self._clock(), revoked_reason=reason)
+            _REVOKE,
+            {
+                "b_subject": subject,
+                "b_purpose": purpose,
+                "b_revoked_at": self._clock(),
+                "b_reason": reason,
+            },
         )
 
     def _row(self, conn: Connection, jti: str, purpose: str) -> Any:
-        row = conn.execute(
-            sa.select(link_tokens).where(link_tokens.c.jti == jti)
-        ).first()
+        row = conn.execute(_BY_JTI, {"jti": jti}).first()
         if row is None or row.purpose != purpose:
             # Signed with our key but never recorded: a database restored
             # from an older backup, or links from another deployment.

@@ -1,10 +1,11 @@
 """Signed email links: issue and read.
 
 A link token says which step it is for (its *purpose*), when it was issued,
-and carries a random id (``jti``). The signature is itsdangerous'; what it
-does not cover lives here: purpose binding, expiry measured by the SDK's own
-clock with a tolerance for hosts whose clocks run ahead, and key rotation in
-the order people expect (the first key signs).
+and carries a random id (``jti``), as ``purpose.jti.issued.signature``. The
+signature is itsdangerous' (HMAC-SHA256 under a key derived once per secret
+key); what it does not cover lives here: purpose binding, expiry measured
+by the SDK's own clock with a tolerance for hosts whose clocks run ahead,
+and key rotation in the order people expect (the first key signs).
 
 Whether a link was already used is a fact of the database, not of the token:
 the journey records each issued ``jti`` and consumes it in the transaction
@@ -14,12 +15,13 @@ that completes the step (see ``journey.py``). This module only answers
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import attrs
-from itsdangerous import BadData, URLSafeSerializer
+from itsdangerous import BadData, Signer
 
 from haulmer_onboarding.errors import (
     LinkExpired,
@@ -93,9 +95,16 @@ class LinkSigner:
         self._max_ages = {**DEFAULT_MAX_AGES, **(max_ages or {})}
         self._clock_skew = clock_skew
         self._clock = clock
-        # itsdangerous signs with the *last* key of its list: reverse ours.
-        keys = [k.encode() if isinstance(k, str) else k for k in secret_keys]
-        self._serializer = URLSafeSerializer(list(reversed(keys)), salt=_SALT)
+        # Each key is derived for this use once, by itsdangerous, instead of
+        # on every verification; itsdangerous signs with the *last* key of
+        # its list, so ours is reversed.
+        derived = [
+            Signer(key, salt=_SALT, digest_method=hashlib.sha256).derive_key()
+            for key in reversed(secret_keys)
+        ]
+        self._signer = Signer(
+            derived, key_derivation="none", digest_method=hashlib.sha256
+        )
 
     def max_age(self, purpose: str) -> timedelta:
         return self._max_ages.get(purpose, _FALLBACK_MAX_AGE)
@@ -107,10 +116,10 @@ class LinkSigner:
         claims = LinkClaims(
             purpose=purpose, jti=secrets.token_urlsafe(16), issued_at=now
         )
-        payload = {"p": purpose, "j": claims.jti, "t": int(now.timestamp())}
-        token = self._serializer.dumps(payload)
-        assert isinstance(token, str)
-        return token, claims
+        # purpose.jti.issued-at-in-base-36, then itsdangerous adds .signature:
+        # only letters, digits, "-", "_" and ".", which survive URL encoding.
+        value = f"{purpose}.{claims.jti}.{_base36(int(now.timestamp()))}"
+        return self._signer.sign(value).decode("ascii"), claims
 
     def read(self, token: str, purpose: str) -> LinkClaims:
         """The claims of ``token`` if it is a current link for ``purpose``.
@@ -139,21 +148,26 @@ class LinkSigner:
 
     def _decode(self, token: str) -> LinkClaims:
         try:
-            payload = self._serializer.loads(token.strip())
-        except BadData as exc:
+            value = self._signer.unsign(token.strip()).decode("ascii")
+        except (BadData, UnicodeError) as exc:
             raise LinkInvalid(reason="signature") from exc
 
-        if not isinstance(payload, dict):
+        parts = value.split(".")
+        if len(parts) != 3 or not all(parts):
             raise LinkInvalid(reason="malformed")
-        purpose, jti, issued = payload.get("p"), payload.get("j"), payload.get("t")
-        if not (
-            isinstance(purpose, str)
-            and isinstance(jti, str)
-            and isinstance(issued, int)
-        ):
-            raise LinkInvalid(reason="malformed")
+        purpose, jti, issued = parts
         try:
-            issued_at = datetime.fromtimestamp(issued, UTC)
+            issued_at = datetime.fromtimestamp(int(issued, 36), UTC)
         except (OverflowError, OSError, ValueError) as exc:
             raise LinkInvalid(reason="malformed") from exc
         return LinkClaims(purpose=purpose, jti=jti, issued_at=issued_at)
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if not number:
+            return text

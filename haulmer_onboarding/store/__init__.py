@@ -7,6 +7,8 @@ emails it queues commit or roll back together.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -15,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import Row
+from sqlalchemy.pool import NullPool
 
 from haulmer_onboarding.store.tables import (
     customers,
@@ -45,11 +48,15 @@ __all__ = [
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    # The driver's own transaction handling is off: ``Store.begin`` opens
+    # each transaction itself.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets the relay read while a request writes; the timeout turns a
     # short lock wait into a wait rather than an error.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -59,20 +66,24 @@ class Store:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
-        self.engine: Engine = sa.create_engine(url, echo=echo)
-        if self.engine.dialect.name == "sqlite":
+        self._sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
+        # With a connection held per thread, a pool's size limit could only
+        # make threads wait: SQLite gets no pool.
+        options: dict[str, Any] = {}
+        if self._sqlite:
+            # Closed from another thread only at shutdown (``dispose``).
+            options = {
+                "poolclass": NullPool,
+                "connect_args": {"check_same_thread": False},
+            }
+        self.engine: Engine = sa.create_engine(url, echo=echo, **options)
+        # SQLite connections are cheap to keep and costly to check out of a
+        # pool on every click: each thread keeps its own.
+        self._local = threading.local()
+        self._held: list[Connection] = []
+        self._held_lock = threading.Lock()
+        if self._sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
-
-            # pysqlite opens transactions lazily, which lets two writers both
-            # read and then collide; BEGIN IMMEDIATE takes the write lock up
-            # front so that a consumed link is seen by the next writer.
-            @event.listens_for(self.engine, "connect")
-            def _no_autobegin(dbapi_connection: Any, record: Any) -> None:
-                dbapi_connection.isolation_level = None
-
-            @event.listens_for(self.engine, "begin")
-            def _begin_immediate(conn: Connection) -> None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     def create_all(self) -> None:
         """Create the tables that do not exist yet."""
@@ -81,10 +92,43 @@ class Store:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A transaction: committed on success, rolled back on any error."""
-        with self.engine.begin() as conn:
-            yield conn
+        if not self._sqlite:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+
+        conn = self._thread_connection()
+        # pysqlite would open the transaction at the first write, letting
+        # two writers both read and then collide; BEGIN IMMEDIATE takes the
+        # write lock up front, so a link consumed by one request is seen by
+        # the next.
+        driver = conn.connection.driver_connection
+        driver.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            if conn.invalidated:
+                self._local.conn = None
+            raise
+
+    def _thread_connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect()
+            self._local.conn = conn
+            with self._held_lock:
+                self._held.append(conn)
+        return conn
 
     def dispose(self) -> None:
+        with self._held_lock:
+            held, self._held = self._held, []
+        for conn in held:
+            # Closing at shutdown is best effort: a connection whose thread
+            # is gone may refuse.
+            with contextlib.suppress(Exception):
+                conn.close()
         self.engine.dispose()
 
 

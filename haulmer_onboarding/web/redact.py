@@ -14,9 +14,8 @@ import re
 
 __all__ = ["RedactLinkTokens"]
 
-# A token is two or more URL-safe base64 runs joined by dots; the shortest
-# real one is well over 40 characters.
-_TOKEN = re.compile(r"(?<=/)[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_.-]{16,}")
+# A token is four URL-safe runs joined by dots: purpose.jti.issued.signature.
+_TOKEN = re.compile(r"(?<=/)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+){3}(?![A-Za-z0-9_.-])")
 
 
 class RedactLinkTokens(logging.Filter):
