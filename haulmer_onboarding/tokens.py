@@ -66,11 +66,15 @@ def _utcnow() -> datetime:
 
 @attrs.frozen
 class LinkClaims:
-    """What a genuine link says about itself."""
+    """What a genuine link says about itself; ``issued`` is a Unix time."""
 
     purpose: str
     jti: str
-    issued_at: datetime
+    issued: int
+
+    @property
+    def issued_at(self) -> datetime:
+        return datetime.fromtimestamp(self.issued, UTC)
 
 
 class LinkSigner:
@@ -93,7 +97,11 @@ class LinkSigner:
         if not secret_keys or not all(secret_keys):
             raise ValueError("at least one non-empty secret key is required")
         self._max_ages = {**DEFAULT_MAX_AGES, **(max_ages or {})}
-        self._clock_skew = clock_skew
+        self._max_seconds = {
+            purpose: age.total_seconds() for purpose, age in self._max_ages.items()
+        }
+        self._fallback = _FALLBACK_MAX_AGE.total_seconds()
+        self._skew_seconds = clock_skew.total_seconds()
         self._clock = clock
         # Each key is derived for this use once, by itsdangerous, instead of
         # on every verification; itsdangerous signs with the *last* key of
@@ -111,14 +119,14 @@ class LinkSigner:
 
     def issue(self, purpose: str) -> tuple[str, LinkClaims]:
         """A new token for ``purpose`` and the claims it carries."""
-        # The token carries whole seconds; so do the claims handed back.
-        now = self._clock().replace(microsecond=0)
         claims = LinkClaims(
-            purpose=purpose, jti=secrets.token_urlsafe(16), issued_at=now
+            purpose=purpose,
+            jti=secrets.token_urlsafe(16),
+            issued=int(self._clock().timestamp()),
         )
         # purpose.jti.issued-at-in-base-36, then itsdangerous adds .signature:
         # only letters, digits, "-", "_" and ".", which survive URL encoding.
-        value = f"{purpose}.{claims.jti}.{_base36(int(now.timestamp()))}"
+        value = f"{purpose}.{claims.jti}.{_base36(claims.issued)}"
         return self._signer.sign(value).decode("ascii"), claims
 
     def read(self, token: str, purpose: str) -> LinkClaims:
@@ -133,16 +141,17 @@ class LinkSigner:
         if claims.purpose != purpose:
             raise LinkWrongPurpose(expected=purpose, actual=claims.purpose)
 
-        now = self._clock()
-        if claims.issued_at > now + self._clock_skew:
+        # Plain seconds: this runs on every click.
+        now = self._clock().timestamp()
+        if claims.issued > now + self._skew_seconds:
             raise LinkInvalid(reason="future")
-        expires_at = claims.issued_at + self.max_age(purpose)
-        if now > expires_at:
+        expires = claims.issued + self._max_seconds.get(purpose, self._fallback)
+        if now > expires:
             raise LinkExpired(
                 purpose=purpose,
                 jti=claims.jti,
                 issued_at=claims.issued_at,
-                expired_at=expires_at,
+                expired_at=datetime.fromtimestamp(expires, UTC),
             )
         return claims
 
@@ -157,10 +166,10 @@ class LinkSigner:
             raise LinkInvalid(reason="malformed")
         purpose, jti, issued = parts
         try:
-            issued_at = datetime.fromtimestamp(int(issued, 36), UTC)
-        except (OverflowError, OSError, ValueError) as exc:
+            seconds = int(issued, 36)
+        except ValueError as exc:
             raise LinkInvalid(reason="malformed") from exc
-        return LinkClaims(purpose=purpose, jti=jti, issued_at=issued_at)
+        return LinkClaims(purpose=purpose, jti=jti, issued=seconds)
 
 
 def _base36(number: int) -> str:
