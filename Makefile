@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
-	$(BIN)/mypy --strict $(addsuffix /haulmer_*,$(PLUGINS))
+	$(BIN)/mypy --strict $(addsuffix /haulmer_*,$(PLUGINS)) examples/openretail/haulmer_openretail
 
 test: lint typecheck
 	$(BIN)/pytest

@@ -4,6 +4,12 @@ The public face: everything a web framework, a product plugin or a test
 needs is importable from here. Product plugins import nothing else.
 """
 
+from haulmer_onboarding.actions import (
+    ActionContext,
+    ActionFailed,
+    ActionResult,
+    EnablementAction,
+)
 from haulmer_onboarding.certification import (
     CertificationClient,
     CertificationStatus,
@@ -48,10 +54,15 @@ from haulmer_onboarding.models import (
     Workspace,
 )
 from haulmer_onboarding.rut import Rut
+from haulmer_onboarding.sandbox import sandbox_endpoint
 from haulmer_onboarding.settings import Settings
+from haulmer_onboarding.signatures import SignatureInfo
 from haulmer_onboarding.tokens import Purpose
 
 __all__ = [
+    "ActionContext",
+    "ActionFailed",
+    "ActionResult",
     "CertificationClient",
     "CertificationServiceError",
     "CertificationStatus",
@@ -62,6 +73,7 @@ __all__ = [
     "DocumentsError",
     "DtePolicy",
     "DteType",
+    "EnablementAction",
     "ExpiredLink",
     "Journey",
     "JourneyEvent",
@@ -88,6 +100,7 @@ __all__ = [
     "RutError",
     "Settings",
     "SignatureError",
+    "SignatureInfo",
     "Stage",
     "StepOrderError",
     "StepStatus",
@@ -97,4 +110,5 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "normalize_email",
+    "sandbox_endpoint",
 ]

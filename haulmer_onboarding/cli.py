@@ -83,8 +83,12 @@ def local_stack(
     with ExitStack() as stack:
         catcher = SmtpCatcher().start()
         stack.callback(catcher.stop)
+        plugins = Plugins(blocked=Settings.blocked_plugins_from_env())
         sandbox = serve_in_thread(
-            create_sandbox_app(seconds_per_business_day=seconds_per_business_day)
+            create_sandbox_app(
+                seconds_per_business_day=seconds_per_business_day,
+                services=plugins.sandbox_routes(),
+            )
         )
         stack.callback(sandbox.stop)
 
@@ -97,9 +101,13 @@ def local_stack(
             base_url=f"http://127.0.0.1:{port}",
             smtp_port=catcher.port,
             certification_url=sandbox.url,
+            services={
+                product: {"url": f"{sandbox.url}/{product}", "api_key": "sandbox"}
+                for product in plugins.products
+            },
             development=development,
         )
-        onboarding = Onboarding(settings)
+        onboarding = Onboarding(settings, plugins=plugins)
         stack.callback(onboarding.close)
         onboarding.create_tables()
 
@@ -274,6 +282,17 @@ def _walk(
     )
     if final.stage is not Stage.ENABLED or "habilitada" not in page.text:
         raise JourneyFailed(f"the organization was not enabled ({final.stage})")
+
+    # Each product then does its own part: an API key, a code, a terminal.
+    for product in final.products:
+        for action in onboarding.plugins.enablement_actions(product):
+            prefix = action.title + ":"
+            message = wait_for_subject(catcher, admin, prefix, timeout=30.0)
+            number = catcher.messages.index(message) + 1
+            say(f"✉ #{number} «{message.subject}» → {', '.join(message.rcpt_tos)}")
+    states = {a["state"] for a in onboarding.enablement_actions(final.id)}
+    if states - {"done"}:
+        raise JourneyFailed(f"post-enablement actions not done: {states}")
     say(
         f"✔ {final.organization.legal_name if final.organization else ''} "
         "is enabled to issue documents"

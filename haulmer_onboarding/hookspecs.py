@@ -17,6 +17,7 @@ from typing import Any
 
 import pluggy
 
+from haulmer_onboarding.actions import EnablementAction
 from haulmer_onboarding.certification import CertificationStep
 from haulmer_onboarding.errors import ConflictError, PluginError
 from haulmer_onboarding.models import (
@@ -26,6 +27,8 @@ from haulmer_onboarding.models import (
     Product,
     Purchase,
 )
+from haulmer_onboarding.rut import Rut
+from haulmer_onboarding.signatures import SignatureInfo
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -78,6 +81,40 @@ class HookSpecs:
     def onboarding_template_dirs(self) -> Sequence[str]:
         """Folders holding ``emails/`` and ``pages/`` templates to add or
         override; they are searched after the application's own folders."""
+        raise NotImplementedError
+
+    @hookspec
+    def onboarding_enablement_actions(
+        self, product: str
+    ) -> Sequence[EnablementAction] | None:
+        """What ``product`` does once the organization is enabled.
+
+        Each action is run by the worker, retried with backoff, and its
+        outcome recorded once and emailed. Return ``None`` for products this
+        plugin does not own.
+        """
+        raise NotImplementedError
+
+    @hookspec
+    def onboarding_validate_organization(
+        self, legal_name: str, rut: Rut, products: Sequence[str]
+    ) -> None:
+        """Refuse an organization by raising ``ValidationError`` (Spanish
+        message, a code of the plugin's); return to accept it."""
+        raise NotImplementedError
+
+    @hookspec
+    def onboarding_validate_signature(
+        self, signature: SignatureInfo, products: Sequence[str]
+    ) -> None:
+        """Refuse a signature by raising ``SignatureError``; return to
+        accept it. Runs after the core's own checks."""
+        raise NotImplementedError
+
+    @hookspec
+    def onboarding_sandbox_routes(self) -> Sequence[tuple[str, Any]]:
+        """``(product, [starlette routes])`` serving the product's service
+        contract in the sandbox, for demos; mounted at ``/<product>``."""
         raise NotImplementedError
 
     @hookspec
@@ -251,6 +288,41 @@ class Plugins:
         return steps
 
     # -- templates and events --------------------------------------------
+
+    # -- after enablement, validation, sandbox ------------------------------
+
+    def enablement_actions(self, product: str) -> list[EnablementAction]:
+        actions: list[EnablementAction] = []
+        for declared in self.pm.hook.onboarding_enablement_actions(product=product):
+            actions.extend(declared)
+        ids = [action.id for action in actions]
+        if len(set(ids)) != len(ids):
+            raise PluginError(
+                f"product {product!r} declares an action id twice: {ids}",
+                code="action_duplicate",
+            )
+        return actions
+
+    def validate_organization(
+        self, legal_name: str, rut: Rut, products: Sequence[str]
+    ) -> None:
+        self.pm.hook.onboarding_validate_organization(
+            legal_name=legal_name, rut=rut, products=list(products)
+        )
+
+    def validate_signature(
+        self, signature: SignatureInfo, products: Sequence[str]
+    ) -> None:
+        self.pm.hook.onboarding_validate_signature(
+            signature=signature, products=list(products)
+        )
+
+    def sandbox_routes(self) -> dict[str, list[Any]]:
+        routes: dict[str, list[Any]] = {}
+        for declared in self.pm.hook.onboarding_sandbox_routes():
+            for product, product_routes in declared:
+                routes.setdefault(product, []).extend(product_routes)
+        return routes
 
     def template_dirs(self) -> list[str]:
         dirs: list[str] = []

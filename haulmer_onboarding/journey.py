@@ -18,7 +18,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -28,6 +28,15 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Row
 
 from haulmer_onboarding import passwords, store
+from haulmer_onboarding.actions import (
+    MAX_ATTEMPTS,
+    ActionContext,
+    ActionFailed,
+    ActionResult,
+    backoff,
+    is_transient,
+    service_client,
+)
 from haulmer_onboarding.certification import (
     CertificationClient,
     CertificationStatus,
@@ -67,6 +76,7 @@ from haulmer_onboarding.signatures import SignatureSealer, load_signature
 from haulmer_onboarding.store import Store
 from haulmer_onboarding.store.tables import (
     customers,
+    enablement_actions,
     events,
     journeys,
     organizations,
@@ -485,6 +495,7 @@ class Onboarding:
                 purchase.legal_name, "legal_name", "la razón social"
             )
             rut = _parse_rut(purchase.rut)
+            self.plugins.validate_organization(legal_name, rut, products)
 
         with self._transaction() as (conn, pending):
             existing = store.journey_by_order(conn, order_number)
@@ -954,6 +965,7 @@ class Onboarding:
         parsed = _parse_rut(rut)
         with self._transaction() as (conn, pending):
             link, row = self._wizard(conn, token, Stage.WORKSPACE_NAMED)
+            self.plugins.validate_organization(name, parsed, row.products)
             self.links.consume(conn, link)
             now = self.clock()
             organization_id = store.insert(
@@ -1030,6 +1042,8 @@ class Onboarding:
             new_rut = _parse_rut(rut)
         with self._transaction() as (conn, pending):
             _, row = self._setup(conn, token, Stage.SETUP_STARTED)
+            if new_rut is not None and new_name is not None:
+                self.plugins.validate_organization(new_name, new_rut, row.products)
             workspace = self._workspace(conn, row.workspace_id)
             if organization_id is not None:
                 if organization_id not in {o.id for o in workspace.organizations}:
@@ -1074,6 +1088,7 @@ class Onboarding:
                 max_bytes=self.settings.signature_max_bytes,
                 expiry_warning_days=self.settings.signature_expiry_warning_days,
             )
+            self.plugins.validate_signature(loaded.info, row.products)
             self._advance(
                 conn,
                 row,
@@ -1328,6 +1343,7 @@ class Onboarding:
             }
             if stage is Stage.ENABLED:
                 self._event(conn, pending, row.id, "organization_enabled")
+                self._plan_actions(conn, row)
                 self._email(
                     conn, pending, "organization_enabled", recipient, row.id, **context
                 )
@@ -1346,6 +1362,231 @@ class Onboarding:
                     **context,
                 )
             return True
+
+    # -- after enablement --------------------------------------------------
+
+    def _plan_actions(self, conn: Connection, row: Row[Any]) -> None:
+        """One row per post-enablement action, in the enabling transaction:
+        an enablement is never left without its actions."""
+        now = self.clock()
+        for product in row.products:
+            for action in self.plugins.enablement_actions(product):
+                conn.execute(
+                    enablement_actions.insert().values(
+                        journey_id=row.id,
+                        product=product,
+                        action=action.id,
+                        title=action.title,
+                        state="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+
+    def enablement_actions(self, journey_id: int) -> list[dict[str, Any]]:
+        """The journey's post-enablement actions and how they stand."""
+        with self.store.begin() as conn:
+            rows = store.all_rows(
+                conn,
+                sa.select(enablement_actions)
+                .where(enablement_actions.c.journey_id == journey_id)
+                .order_by(enablement_actions.c.id),
+            )
+        return [
+            {
+                "product": r.product,
+                "action": r.action,
+                "title": r.title,
+                "state": r.state,
+                "attempts": r.attempts,
+                "result": r.result,
+            }
+            for r in rows
+        ]
+
+    def run_enablement_actions(self, limit: int = 20) -> int:
+        """Run the due post-enablement actions; return how many finished.
+
+        Each row is claimed with a lease, so several workers never run one
+        action at once; the call happens outside any transaction, and its
+        outcome is recorded only while the row is still pending.
+        """
+        done = 0
+        for claimed in self._claim_actions(limit):
+            outcome: ActionResult | BaseException
+            try:
+                outcome = self._run_action(claimed)
+            except Exception as exc:  # the plugin's failure, recorded below
+                outcome = exc
+            if self._record_action(claimed, outcome):
+                done += 1
+        return done
+
+    def _claim_actions(self, limit: int) -> list[Row[Any]]:
+        now = self.clock()
+        free = sa.or_(
+            enablement_actions.c.claimed_until.is_(None),
+            enablement_actions.c.claimed_until < now,
+        )
+        with self.store.begin() as conn:
+            due = store.all_rows(
+                conn,
+                sa.select(enablement_actions)
+                .where(
+                    enablement_actions.c.state == "pending",
+                    enablement_actions.c.next_attempt_at <= now,
+                    free,
+                )
+                .order_by(enablement_actions.c.id)
+                .limit(limit),
+            )
+            claimed = []
+            for row in due:
+                result = conn.execute(
+                    enablement_actions.update()
+                    .where(enablement_actions.c.id == row.id, free)
+                    .values(claimed_until=now + timedelta(minutes=5))
+                )
+                if result.rowcount == 1:
+                    claimed.append(row)
+        return claimed
+
+    def _run_action(self, action_row: Row[Any]) -> ActionResult:
+        declared = {
+            a.id: a for a in self.plugins.enablement_actions(action_row.product)
+        }
+        action = declared.get(action_row.action)
+        if action is None:
+            raise ActionFailed(
+                f"no plugin declares {action_row.product}/{action_row.action}",
+                permanent=True,
+            )
+        with self.store.begin() as conn:
+            row = store.journey_row(conn, action_row.journey_id)
+            assert row is not None
+            organization = store.one(
+                conn,
+                sa.select(organizations).where(
+                    organizations.c.id == row.organization_id
+                ),
+            )
+            assert organization is not None
+            administrator = self._administrator_email(conn, row)
+        service = self.settings.services.get(action_row.product, {})
+        with service_client(service) as http:
+            context = ActionContext(
+                product=action_row.product,
+                order_number=row.order_number,
+                legal_name=organization.legal_name,
+                rut=organization.rut,
+                documents=frozenset(row.documents),
+                administrator_email=administrator,
+                idempotency_key=(
+                    f"{row.order_number}:{action_row.product}:{action_row.action}"
+                ),
+                http=http,
+                settings=service,
+            )
+            return action.run(context)
+
+    def _record_action(
+        self, claimed: Row[Any], outcome: ActionResult | BaseException
+    ) -> bool:
+        now = self.clock()
+        still_pending = sa.and_(
+            enablement_actions.c.id == claimed.id,
+            enablement_actions.c.state == "pending",
+        )
+        attempts = claimed.attempts + 1
+        with self._transaction() as (conn, pending):
+            row = store.journey_row(conn, claimed.journey_id)
+            assert row is not None
+            if isinstance(outcome, ActionResult):
+                result = conn.execute(
+                    enablement_actions.update()
+                    .where(still_pending)
+                    .values(
+                        state="done",
+                        attempts=attempts,
+                        result={"summary": outcome.summary, **outcome.data},
+                        done_at=now,
+                        claimed_until=None,
+                    )
+                )
+                if result.rowcount != 1:
+                    return False
+                self._event(
+                    conn,
+                    pending,
+                    row.id,
+                    "enablement_action_done",
+                    product=claimed.product,
+                    action=claimed.action,
+                )
+                self._email(
+                    conn,
+                    pending,
+                    "enablement_action_done",
+                    self._administrator_email(conn, row),
+                    row.id,
+                    title=claimed.title,
+                    summary=outcome.summary,
+                    legal_name=self._organization_name(conn, row),
+                )
+                return True
+
+            error = f"{type(outcome).__name__}: {outcome}"[:500]
+            if is_transient(outcome) and attempts < MAX_ATTEMPTS:
+                wait = backoff(attempts)
+                conn.execute(
+                    enablement_actions.update()
+                    .where(still_pending)
+                    .values(
+                        attempts=attempts,
+                        last_error=error,
+                        next_attempt_at=now + wait,
+                        claimed_until=None,
+                    )
+                )
+                logger.info(
+                    "action %s/%s of journey %s failed (attempt %s), retrying in %ss",
+                    claimed.product,
+                    claimed.action,
+                    row.id,
+                    attempts,
+                    int(wait.total_seconds()),
+                )
+                return False
+
+            conn.execute(
+                enablement_actions.update()
+                .where(still_pending)
+                .values(
+                    state="failed",
+                    attempts=attempts,
+                    last_error=error,
+                    claimed_until=None,
+                )
+            )
+            self._event(
+                conn,
+                pending,
+                row.id,
+                "enablement_action_failed",
+                product=claimed.product,
+                action=claimed.action,
+            )
+            logger.warning(
+                "action %s/%s of journey %s failed for good after %s attempts: "
+                "an operator must act (%s)",
+                claimed.product,
+                claimed.action,
+                row.id,
+                attempts,
+                type(outcome).__name__,
+            )
+            return False
 
 
 def _check_documents(

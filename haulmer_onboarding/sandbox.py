@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from haulmer_onboarding.certification import (
     CertificationStatus,
@@ -30,7 +30,7 @@ from haulmer_onboarding.certification import (
     StepStatus,
 )
 
-__all__ = ["create_sandbox_app"]
+__all__ = ["create_sandbox_app", "sandbox_endpoint"]
 
 _NOT_FOUND = "No encontramos esa certificación."
 
@@ -168,16 +168,49 @@ def _steps(body: Mapping[str, Any]) -> tuple[CertificationStep, ...]:
     return tuple(steps)
 
 
+def sandbox_endpoint(
+    path: str, respond: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+) -> Route:
+    """A POST route for a product service's sandbox.
+
+    The body must be a JSON object; ``respond`` gets it with the path's
+    parameters added and returns the JSON answer (201). A request repeating
+    an ``Idempotency-Key`` gets the first answer again (200), as a real
+    service must do for a post-enablement action retried after a crash.
+    """
+    answers: dict[str, Mapping[str, Any]] = {}
+
+    async def endpoint(request: Request) -> Response:
+        key = request.headers.get("idempotency-key")
+        if not key:
+            return _error(422, "idempotency_key_missing", "Falta Idempotency-Key.")
+        if key in answers:
+            return JSONResponse(dict(answers[key]), status_code=200)
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(422, "invalid_json", "El cuerpo no es JSON válido.")
+        if not isinstance(body, dict):
+            return _error(422, "invalid_body", "El cuerpo debe ser un objeto JSON.")
+        answer = respond({**body, **request.path_params})
+        answers[key] = answer
+        return JSONResponse(dict(answer), status_code=201)
+
+    return Route(path, endpoint, methods=["POST"])
+
+
 def create_sandbox_app(
     *,
     seconds_per_business_day: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     fail_steps: Mapping[str, str] | None = None,
+    services: Mapping[str, Sequence[BaseRoute]] | None = None,
 ) -> Starlette:
     """A Starlette app serving the certification contract from memory.
 
     ``clock`` is read on every request, so a test can move time by hand;
     ``fail_steps`` maps a step id to the Spanish message its failure shows.
+    ``services`` mounts each product's sandbox routes at ``/<product>``.
     """
     sandbox = _Sandbox(
         seconds_per_business_day=seconds_per_business_day,
@@ -250,7 +283,7 @@ def create_sandbox_app(
             return _error(exc.status_code, "http_error", str(exc.detail))
         return _error(500, "internal_error", "Error interno del sandbox.")
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         Route("/v1/certifications", start, methods=["POST"]),
         Route("/v1/certifications/{certification_id}", show, methods=["GET"]),
@@ -258,4 +291,6 @@ def create_sandbox_app(
             "/v1/certifications/{certification_id}/advance", advance, methods=["POST"]
         ),
     ]
+    for product, product_routes in (services or {}).items():
+        routes.append(Mount(f"/{product}", routes=list(product_routes)))
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -27,6 +27,9 @@ class Settings:
     """Everything a deployment chooses; only the keys have no default.
 
     ``secret_keys`` sign links, newest first: the first signs, all verify.
+    ``services`` holds each product service's ``url`` and ``api_key`` by
+    product code, for post-enablement actions (environment:
+    ``HAULMER_ONBOARDING_SERVICE_<PRODUCT>_URL`` and ``..._API_KEY``).
     ``forgot_password_per_address`` and ``forgot_password_per_client`` cap
     the ¿Olvidó su contraseña? requests per ``forgot_password_window``.
     ``sealing_keys`` are Fernet keys sealing signature files at rest, newest
@@ -54,6 +57,7 @@ class Settings:
     forgot_password_per_address: int = 5
     forgot_password_per_client: int = 20
     forgot_password_window: timedelta = timedelta(hours=1)
+    services: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict, repr=False)
     template_dirs: tuple[str, ...] = ()
     blocked_plugins: tuple[str, ...] = ()
     development: bool = False
@@ -123,6 +127,17 @@ class Settings:
         for name in ("smtp_starttls", "development"):
             if (raw := get(name)) is not None:
                 values[name] = raw.lower() in {"1", "true", "yes", "on"}
+
+        services: dict[str, dict[str, str]] = {}
+        for name, value in env.items():
+            if name.startswith(_ENV_PREFIX + "SERVICE_"):
+                rest = name.removeprefix(_ENV_PREFIX + "SERVICE_")
+                for field in ("URL", "API_KEY"):
+                    if rest.endswith("_" + field):
+                        product = rest.removesuffix("_" + field).lower()
+                        services.setdefault(product, {})[field.lower()] = value
+        if services:
+            values["services"] = services
 
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -17,7 +17,8 @@ logger = logging.getLogger("haulmer_onboarding")
 
 
 class Worker:
-    """Runs the relay and the certification poller in a thread."""
+    """Runs the relay, the certification poller, password requests and
+    post-enablement actions in a thread."""
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class Worker:
         deliver; return how many emails were sent."""
         self._onboarding.process_password_requests()
         self._onboarding.poll_certifications()
+        self._onboarding.run_enablement_actions()
         return self._relay.deliver_pending()
 
     def _run(self) -> None:
@@ -61,6 +63,7 @@ class Worker:
                 self._onboarding.process_password_requests()
                 if since_poll >= self._poll_interval:
                     self._onboarding.poll_certifications()
+                    self._onboarding.run_enablement_actions()
                     since_poll = 0.0
                 busy = self._relay.deliver_pending() > 0
             except Exception:  # the worker must outlive one bad round

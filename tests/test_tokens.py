@@ -71,7 +71,8 @@ def test_the_first_key_signs_and_older_keys_only_verify() -> None:
 @pytest.mark.parametrize(
     "mangle",
     [
-        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),
+        # Inside the signature: its last character has bits base64 ignores.
+        lambda t: t[:-5] + ("A" if t[-5] != "A" else "B") + t[-4:],
         lambda t: t.replace(".", "", 1),
         lambda t: t[: len(t) // 2],
         lambda t: "",

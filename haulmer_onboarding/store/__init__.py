@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from haulmer_onboarding.store.tables import (
     customers,
+    enablement_actions,
     events,
     journeys,
     link_tokens,
@@ -35,6 +36,7 @@ from haulmer_onboarding.store.tables import (
 __all__ = [
     "Store",
     "customers",
+    "enablement_actions",
     "events",
     "journeys",
     "link_tokens",

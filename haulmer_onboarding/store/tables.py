@@ -182,3 +182,29 @@ password_requests = Table(
     Column("email", String(320), nullable=False),
     _when("created_at", nullable=False),
 )
+
+# One row per post-enablement action of a journey: the unique key is what
+# keeps an action from being recorded twice.
+enablement_actions = Table(
+    "enablement_actions",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("journey_id", ForeignKey("journeys.id"), nullable=False),
+    Column("product", String(40), nullable=False),
+    Column("action", String(60), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("state", String(20), nullable=False),  # pending, done, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("result", JSON),
+    Column("last_error", Text),
+    _when("next_attempt_at", nullable=False),
+    _when("claimed_until"),
+    _when("done_at"),
+    _when("created_at", nullable=False),
+    UniqueConstraint("journey_id", "product", "action"),
+)
+Index(
+    "ix_enablement_actions_due",
+    enablement_actions.c.state,
+    enablement_actions.c.next_attempt_at,
+)

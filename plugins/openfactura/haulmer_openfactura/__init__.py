@@ -11,29 +11,53 @@ in the DTE envelope (facturas, notes, guías, exports). Boletas go through a
 separate SII service with a test set of its own, so choosing one adds that
 set before the declaración de cumplimiento.
 
+Once the SII enables the organization, one action issues its OpenFactura
+API key: ``POST /v1/organizations/{rut}/api-keys`` on the service named in
+the settings. The key itself stays in the customer's Espacio de trabajo;
+the answer carries only its id and last four characters, and only those are
+kept and emailed. The call is idempotent because it sends the journey's
+``Idempotency-Key``, which stays the same across retries: a call repeated
+after a crash gets back the key issued the first time instead of a second
+one. ``onboarding_sandbox_routes`` serves the same contract for demos.
+
 OpenRetail issues its documents through OpenFactura, but it is a product of
 its own with its own item codes; this plugin does not declare it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
 
 from haulmer_onboarding import (
+    ActionContext,
+    ActionFailed,
+    ActionResult,
     CertificationStep,
     DtePolicy,
     DteType,
+    EnablementAction,
     Product,
     Purchase,
     hookimpl,
+    sandbox_endpoint,
 )
 
 __all__ = [
+    "ACTIONS",
     "POLICY",
     "PRODUCT",
+    "issue_api_key",
     "onboarding_certification_steps",
     "onboarding_dte_policy",
+    "onboarding_enablement_actions",
     "onboarding_products",
+    "onboarding_sandbox_routes",
 ]
 
 PRODUCT = Product(
@@ -105,3 +129,80 @@ def onboarding_certification_steps(
         steps.append(_SET_BOLETAS)
     steps.append(_DECLARACION)
     return steps
+
+
+def _answer(response: httpx.Response, *keys: str) -> dict[str, str]:
+    """The named text fields of a JSON answer; a malformed answer may be a
+    passing fault of the service, so it is worth trying again."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise ActionFailed("the OpenFactura answer is not JSON") from exc
+
+    if not isinstance(body, dict):
+        raise ActionFailed("the OpenFactura answer is not a JSON object")
+    answer: dict[str, str] = {}
+    for key in keys:
+        value = body.get(key)
+        if not isinstance(value, str) or not value:
+            raise ActionFailed(f"the OpenFactura answer has no text {key!r}")
+        answer[key] = value
+    return answer
+
+
+def issue_api_key(context: ActionContext) -> ActionResult:
+    """Issue the organization's API key for the documents it enabled.
+
+    HTTP errors propagate for the core to judge; only the key's id and last
+    four characters are read from the answer.
+    """
+    response = context.http.post(
+        f"/v1/organizations/{context.rut}/api-keys",
+        json={
+            "legal_name": context.legal_name,
+            "documents": sorted(context.documents),
+        },
+        headers={"Idempotency-Key": context.idempotency_key},
+    )
+    response.raise_for_status()
+    answer = _answer(response, "id", "last4")
+
+    summary = (
+        f"La API key de OpenFactura de {context.legal_name} está lista en tu "
+        f"Espacio de trabajo (termina en {answer['last4']})."
+    )
+    return ActionResult(
+        summary=summary, data={"api_key_id": answer["id"], "last4": answer["last4"]}
+    )
+
+
+ACTIONS = (
+    EnablementAction(id="api_key", title="API key de OpenFactura", run=issue_api_key),
+)
+
+
+@hookimpl
+def onboarding_enablement_actions(product: str) -> Sequence[EnablementAction] | None:
+    """``ACTIONS`` for OpenFactura; None for other products."""
+    if product != PRODUCT.code:
+        return None
+    return ACTIONS
+
+
+@hookimpl
+def onboarding_sandbox_routes() -> Sequence[tuple[str, Sequence[Any]]]:
+    """The API key endpoint, answering a new key id for every new request.
+
+    The answer hashes the request with a counter the routes own: a sandbox
+    gives the same answers to the same run of requests, and no two requests
+    to it get the same answer.
+    """
+    counter = itertools.count(1)
+
+    def respond(body: Mapping[str, Any]) -> Mapping[str, Any]:
+        seed = json.dumps([next(counter), body], sort_keys=True)
+        digest = hashlib.sha256(seed.encode()).hexdigest()
+        return {"id": f"key_{digest[:24]}", "last4": digest[-4:]}
+
+    path = "/v1/organizations/{rut}/api-keys"
+    return [(PRODUCT.code, [sandbox_endpoint(path, respond)])]

@@ -10,28 +10,52 @@ their certification skips the classic test set, simulation, exchange and
 printed samples: the application, the boleta test set and the declaration.
 The step ids and titles are the ones every product plugin uses, so the
 core's merge counts a step shared with another product once.
+
+Once the SII enables the shop, one action asks the SimpleBoleta service for
+an activation code (``POST /v1/activation-codes``). The code is meant for
+the customer, who types it in the application to start issuing, so it goes
+in the email and is kept with the action's outcome. The call is idempotent
+because it sends the journey's ``Idempotency-Key``, which stays the same
+across retries: a call repeated after a crash gets back the code issued the
+first time, so the customer never holds a code that was replaced.
+``onboarding_sandbox_routes`` serves the same contract for demos.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
 
 from haulmer_onboarding import (
+    ActionContext,
+    ActionFailed,
+    ActionResult,
     CertificationStep,
     DtePolicy,
     DteType,
+    EnablementAction,
     Product,
     Purchase,
     hookimpl,
+    sandbox_endpoint,
 )
 
 __all__ = [
+    "ACTIONS",
     "POLICY",
     "PRODUCT",
     "STEPS",
+    "issue_activation_code",
     "onboarding_certification_steps",
     "onboarding_dte_policy",
+    "onboarding_enablement_actions",
     "onboarding_products",
+    "onboarding_sandbox_routes",
 ]
 
 PRODUCT = Product(
@@ -74,3 +98,78 @@ def onboarding_certification_steps(
     if product != PRODUCT.code:
         return None
     return STEPS
+
+
+def _answer(response: httpx.Response, *keys: str) -> dict[str, str]:
+    """The named text fields of a JSON answer; a malformed answer may be a
+    passing fault of the service, so it is worth trying again."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise ActionFailed("the SimpleBoleta answer is not JSON") from exc
+
+    if not isinstance(body, dict):
+        raise ActionFailed("the SimpleBoleta answer is not a JSON object")
+    answer: dict[str, str] = {}
+    for key in keys:
+        value = body.get(key)
+        if not isinstance(value, str) or not value:
+            raise ActionFailed(f"the SimpleBoleta answer has no text {key!r}")
+        answer[key] = value
+    return answer
+
+
+def issue_activation_code(context: ActionContext) -> ActionResult:
+    """Ask for the shop's activation code and hand it to the customer.
+
+    HTTP errors propagate for the core to judge.
+    """
+    response = context.http.post(
+        "/v1/activation-codes",
+        json={"rut": context.rut, "legal_name": context.legal_name},
+        headers={"Idempotency-Key": context.idempotency_key},
+    )
+    response.raise_for_status()
+    code = _answer(response, "code")["code"]
+
+    summary = (
+        f"Tu código de activación de SimpleBoleta es {code}. Ingrésalo en la "
+        "aplicación para comenzar a emitir boletas."
+    )
+    return ActionResult(summary=summary, data={"activation_code": code})
+
+
+ACTIONS = (
+    EnablementAction(
+        id="activation_code",
+        title="Código de activación de SimpleBoleta",
+        run=issue_activation_code,
+    ),
+)
+
+
+@hookimpl
+def onboarding_enablement_actions(product: str) -> Sequence[EnablementAction] | None:
+    """``ACTIONS`` for SimpleBoleta; None for other products."""
+    if product != PRODUCT.code:
+        return None
+    return ACTIONS
+
+
+@hookimpl
+def onboarding_sandbox_routes() -> Sequence[tuple[str, Sequence[Any]]]:
+    """The activation code endpoint, answering a new code for every new
+    request.
+
+    The answer hashes the request with a counter the routes own: a sandbox
+    gives the same answers to the same run of requests, and no two requests
+    to it get the same answer.
+    """
+    counter = itertools.count(1)
+
+    def respond(body: Mapping[str, Any]) -> Mapping[str, Any]:
+        seed = json.dumps([next(counter), body], sort_keys=True)
+        digest = hashlib.sha256(seed.encode()).hexdigest().upper()
+        return {"code": f"SB-{digest[:4]}-{digest[4:8]}"}
+
+    return [(PRODUCT.code, [sandbox_endpoint("/v1/activation-codes", respond)])]
