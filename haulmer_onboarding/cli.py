@@ -284,17 +284,18 @@ def _walk(
         raise JourneyFailed(f"the organization was not enabled ({final.stage})")
 
     # Each product then does its own part: an API key, a code, a terminal.
+    assert final.organization is not None
     for product in final.products:
         for action in onboarding.plugins.enablement_actions(product):
-            prefix = action.title + ":"
-            message = wait_for_subject(catcher, admin, prefix, timeout=30.0)
+            subject = f"{final.organization.legal_name}: {action.title}"
+            message = wait_for_subject(catcher, admin, subject, timeout=30.0)
             number = catcher.messages.index(message) + 1
             say(f"✉ #{number} «{message.subject}» → {', '.join(message.rcpt_tos)}")
     states = {a["state"] for a in onboarding.enablement_actions(final.id)}
     if states - {"done"}:
         raise JourneyFailed(f"post-enablement actions not done: {states}")
     say(
-        f"✔ {final.organization.legal_name if final.organization else ''} "
+        f"✔ {final.organization.legal_name} "
         "is enabled to issue documents"
     )
     return 0

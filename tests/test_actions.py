@@ -158,7 +158,7 @@ def test_an_action_that_fails_twice_then_succeeds_is_recorded_once(
     assert action["result"] == {"summary": "Tu clave es K-1.", "key": "K-1"}
     assert {key for key, _ in service.calls} == {"OC-KEY:llaves:key"}
     assert {auth for _, auth in service.calls} == {"Bearer s3cret"}
-    emails = [m for m in walker.deliver() if m.subject.startswith("Clave de Llaves")]
+    emails = [m for m in walker.deliver() if m.subject.endswith(": Clave de Llaves")]
     assert len(emails) == 1
     assert "Tu clave es K-1." in emails[0].text()
     assert keyed.journey(journey.id).stage is Stage.ENABLED
@@ -185,7 +185,7 @@ def test_a_call_that_succeeded_before_a_crash_is_not_repeated(
     (action,) = keyed.enablement_actions(journey.id)
     assert action["result"]["key"] == "K-1"  # the service's first answer
     assert len(service.issued) == 1
-    emails = [m for m in walker.deliver() if m.subject.startswith("Clave de Llaves")]
+    emails = [m for m in walker.deliver() if m.subject.endswith(": Clave de Llaves")]
     assert len(emails) == 1
 
 

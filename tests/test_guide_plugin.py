@@ -94,4 +94,4 @@ def test_the_guides_plugin_installs_and_runs_a_whole_journey(
     assert action["state"] == "done"
     assert action["result"]["store_id"].startswith("OR-")
     subjects = [m.subject for m in walker.deliver()]
-    assert "Tu tienda en OpenRetail: listo para Tienda Marta SpA" in subjects
+    assert "Tienda Marta SpA: Tu tienda en OpenRetail" in subjects
