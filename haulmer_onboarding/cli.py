@@ -294,10 +294,7 @@ def _walk(
     states = {a["state"] for a in onboarding.enablement_actions(final.id)}
     if states - {"done"}:
         raise JourneyFailed(f"post-enablement actions not done: {states}")
-    say(
-        f"✔ {final.organization.legal_name} "
-        "is enabled to issue documents"
-    )
+    say(f"✔ {final.organization.legal_name} is enabled to issue documents")
     return 0
 
 
