@@ -289,3 +289,24 @@ def test_sandbox_gives_the_same_key_for_the_same_idempotency_key(
 
 def test_sandbox_routes_are_served_by_the_core(plugins: Plugins) -> None:
     assert list(plugins.sandbox_routes()) == ["openfactura"]
+
+
+def test_a_failed_call_is_retried_with_the_same_key_then_succeeds(
+    action: EnablementAction, http: httpx.Client, service: respx.MockRouter
+) -> None:
+    route = api_keys(service)
+    route.side_effect = [
+        httpx.Response(503),
+        httpx.ReadTimeout("slow"),
+        httpx.Response(201, json={"id": "key_1", "last4": "abcd"}),
+    ]
+    for _ in range(2):
+        with pytest.raises(httpx.HTTPError) as raised:
+            action.run(context(http))
+        assert is_transient(raised.value)
+
+    result = action.run(context(http))
+
+    assert route.call_count == 3
+    assert {call.request.headers["Idempotency-Key"] for call in route.calls} == {KEY}
+    assert result.data == {"api_key_id": "key_1", "last4": "abcd"}

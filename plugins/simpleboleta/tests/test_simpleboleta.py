@@ -258,3 +258,24 @@ def test_sandbox_gives_the_same_code_for_the_same_idempotency_key(
 
 def test_sandbox_routes_are_served_by_the_core(plugins: Plugins) -> None:
     assert list(plugins.sandbox_routes()) == ["simpleboleta"]
+
+
+def test_a_failed_call_is_retried_with_the_same_key_then_succeeds(
+    action: EnablementAction, http: httpx.Client, service: respx.MockRouter
+) -> None:
+    route = activation_codes(service)
+    route.side_effect = [
+        httpx.Response(503),
+        httpx.ReadTimeout("slow"),
+        httpx.Response(201, json={"code": "SB-7K2P-Q9XM"}),
+    ]
+    for _ in range(2):
+        with pytest.raises(httpx.HTTPError) as raised:
+            action.run(context(http))
+        assert is_transient(raised.value)
+
+    result = action.run(context(http))
+
+    assert route.call_count == 3
+    assert {call.request.headers["Idempotency-Key"] for call in route.calls} == {KEY}
+    assert result.data == {"activation_code": "SB-7K2P-Q9XM"}

@@ -357,3 +357,24 @@ def test_sandbox_gives_the_same_terminal_for_the_same_idempotency_key(
 
 def test_sandbox_routes_of_both_products_are_served(with_openfactura: Plugins) -> None:
     assert sorted(with_openfactura.sandbox_routes()) == ["openfactura", "tuu"]
+
+
+def test_a_failed_call_is_retried_with_the_same_key_then_succeeds(
+    action: EnablementAction, http: httpx.Client, service: respx.MockRouter
+) -> None:
+    route = activations(service)
+    route.side_effect = [
+        httpx.Response(503),
+        httpx.ReadTimeout("slow"),
+        httpx.Response(201, json={"terminal_id": "T-000123"}),
+    ]
+    for _ in range(2):
+        with pytest.raises(httpx.HTTPError) as raised:
+            action.run(context(http))
+        assert is_transient(raised.value)
+
+    result = action.run(context(http))
+
+    assert route.call_count == 3
+    assert {call.request.headers["Idempotency-Key"] for call in route.calls} == {KEY}
+    assert result.data == {"terminal_id": "T-000123"}
