@@ -443,6 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.keep.mkdir(parents=True, exist_ok=True)
         return run_demo(args.scenario, admin_email=args.admin_email, folder=args.keep)
     if args.command == "serve":
+        if args.data:
+            args.data.mkdir(parents=True, exist_ok=True)
         return run_serve(args.port, args.data, args.business_day)
     return run_plugins(args.json)
 

@@ -102,6 +102,9 @@ _WIZARD_STAGES = (
     Stage.WORKSPACE_ADMIN_CREATED,
     Stage.WORKSPACE_NAMED,
 )
+#: How many times a day a wizard may name a new workspace administrator.
+_ADMINISTRATOR_CHANGES = 5
+
 #: The purposes whose expired links can be replaced by a new one.
 RENEWABLE = frozenset(
     {
@@ -735,9 +738,8 @@ class Onboarding:
         hashed = passwords.hash_password(password)
 
         with self._transaction() as (conn, pending):
-            link = self.links.read(conn, token, Purpose.CREATE_PASSWORD)
+            link = self.links.use(conn, token, Purpose.CREATE_PASSWORD)
             customer_id = link.subject_id
-            self.links.consume(conn, link)
             self.links.revoke(
                 conn, link.subject, Purpose.CREATE_PASSWORD, reason=COMPLETED
             )
@@ -906,8 +908,10 @@ class Onboarding:
     ) -> Journey:
         """CREAR: the administrator, who receives every later instruction.
 
-        Another address than the buyer's gets an account of its own and, if
-        it has no password yet, its own CREAR CONTRASEÑA email.
+        Another address than the buyer's gets an account of its own and, when
+        the wizard finishes and if it has no password yet, its own CREAR
+        CONTRASEÑA email. The administrator can be changed at most
+        ``_ADMINISTRATOR_CHANGES`` times a day (``RateLimited``).
         """
         self._peek(token, Purpose.CREATE_WORKSPACE)
         admin_email = _check_email(email)
@@ -915,6 +919,17 @@ class Onboarding:
         with self._transaction() as (conn, pending):
             _, row = self._wizard(conn, token, Stage.WORKSPACE_ACTIVATED)
             now = self.clock()
+            # Each change may create an account: a link is not a licence to
+            # create them by the hundred.
+            retry_after = store.take_hit(
+                conn,
+                f"workspace-administrator:{row.id}",
+                limit=_ADMINISTRATOR_CHANGES,
+                window=timedelta(days=1),
+                now=now,
+            )
+            if retry_after is not None:
+                raise RateLimited(retry_after=retry_after)
             admin = store.customer_by_email(conn, admin_email)
             if admin is None:
                 admin_id = store.insert(
@@ -937,8 +952,6 @@ class Onboarding:
                 "workspace_administrator_set",
                 same_as_buyer=admin.id == row.customer_id,
             )
-            if admin.password_hash is None and admin.id != row.customer_id:
-                self._send_create_password(conn, pending, admin, row.id)
             return self._reload(conn, row.id)
 
     def name_workspace(self, token: str, name: str) -> Journey:
@@ -993,6 +1006,14 @@ class Onboarding:
             self._event(conn, pending, row.id, "workspace_finished")
             finished = store.journey_row(conn, row.id)
             assert finished is not None
+            # The administrator is final now: only now does another address
+            # get its own password email, before email 6.
+            admin = store.customer_by_email(
+                conn, self._administrator_email(conn, finished)
+            )
+            assert admin is not None
+            if admin.password_hash is None and admin.id != row.customer_id:
+                self._send_create_password(conn, pending, admin, row.id)
             self._send_start_setup(conn, pending, finished)
             return self._reload(conn, row.id)
 
@@ -1079,22 +1100,28 @@ class Onboarding:
         certificate are sealed under the server's key, and only the
         certificate's public facts are kept in clear.
         """
+        # The step's turn is checked first, then the file is opened outside
+        # the transaction: key derivation must never hold the write lock.
+        with self.store.begin() as conn:
+            self._setup(conn, token, Stage.SETUP_ORGANIZATION_CHOSEN)
+        loaded = load_signature(
+            data,
+            password,
+            now=self.clock(),
+            max_bytes=self.settings.signature_max_bytes,
+            expiry_warning_days=self.settings.signature_expiry_warning_days,
+        )
+        sealed = self.sealer.seal(loaded)
+
         with self._transaction() as (conn, pending):
             _, row = self._setup(conn, token, Stage.SETUP_ORGANIZATION_CHOSEN)
-            loaded = load_signature(
-                data,
-                password,
-                now=self.clock(),
-                max_bytes=self.settings.signature_max_bytes,
-                expiry_warning_days=self.settings.signature_expiry_warning_days,
-            )
             self.plugins.validate_signature(loaded.info, row.products)
             self._advance(
                 conn,
                 row,
                 Stage.SETUP_SIGNATURE_LOADED,
                 signature_info=loaded.info.as_dict(),
-                signature_sealed=self.sealer.seal(loaded),
+                signature_sealed=sealed,
             )
             self._event(
                 conn,

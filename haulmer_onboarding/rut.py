@@ -28,6 +28,9 @@ _PATTERN = re.compile(
     re.ASCII,
 )
 
+# "999.999.999-9" is 13 characters; anything much longer is not a RUT.
+_MAX_TYPED = 16
+
 _FORMAT_MESSAGE = (
     "El RUT no tiene un formato válido. Escríbelo con su dígito verificador, "
     "por ejemplo 12.345.678-5."
@@ -99,6 +102,8 @@ class Rut:
         check digit does not match the number).
         """
         compact = "".join(text.split()).translate(_DASHES).upper()
+        if len(compact) > _MAX_TYPED:
+            raise RutError(_FORMAT_MESSAGE, code="rut_format", field="rut")
         if not compact:
             raise RutError("Ingresa el RUT.", code="rut_empty", field="rut")
 

@@ -16,6 +16,7 @@ that completes the step (see ``journey.py``). This module only answers
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,13 @@ DEFAULT_MAX_AGES: Mapping[str, timedelta] = {
 }
 
 _FALLBACK_MAX_AGE = timedelta(days=7)
+_PURPOSE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+# purpose . jti (16 random bytes) . issued (base 36) . HMAC-SHA256 in
+# unpadded base64, whose last character carries two unused bits.
+_SHAPE = re.compile(
+    r"[a-z][a-z0-9_]{0,39}\.[A-Za-z0-9_-]{22}\.[0-9a-z]{1,13}"
+    r"\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]"
+)
 _SALT = "haulmer_onboarding.link"
 
 
@@ -118,7 +126,13 @@ class LinkSigner:
         return self._max_ages.get(purpose, _FALLBACK_MAX_AGE)
 
     def issue(self, purpose: str) -> tuple[str, LinkClaims]:
-        """A new token for ``purpose`` and the claims it carries."""
+        """A new token for ``purpose`` and the claims it carries.
+
+        A purpose is lowercase letters, digits and ``_``, starting with a
+        letter (``openretail_activation``).
+        """
+        if _PURPOSE.fullmatch(purpose) is None:
+            raise ValueError(f"a link purpose is [a-z][a-z0-9_]*, not {purpose!r}")
         claims = LinkClaims(
             purpose=purpose,
             jti=secrets.token_urlsafe(16),
@@ -156,15 +170,17 @@ class LinkSigner:
         return claims
 
     def _decode(self, token: str) -> LinkClaims:
+        # One spelling per link: base64 decoders forgive stray characters and
+        # unused bits, so the shape is checked before the signature.
+        shape = _SHAPE.fullmatch(token.strip())
+        if shape is None:
+            raise LinkInvalid(reason="malformed")
         try:
-            value = self._signer.unsign(token.strip()).decode("ascii")
+            value = self._signer.unsign(shape[0]).decode("ascii")
         except (BadData, UnicodeError) as exc:
             raise LinkInvalid(reason="signature") from exc
 
-        parts = value.split(".")
-        if len(parts) != 3 or not all(parts):
-            raise LinkInvalid(reason="malformed")
-        purpose, jti, issued = parts
+        purpose, jti, issued = value.split(".")
         try:
             seconds = int(issued, 36)
         except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,21 @@ from haulmer_onboarding.sandbox import create_sandbox_app
 from haulmer_onboarding.testing.servers import RunningServer, serve_in_thread
 from haulmer_onboarding.testing.smtp import SmtpCatcher
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+
+def _seed_folder() -> Path:
+    """The customer's guide: in ``shared/`` beside the project (where CI and
+    developers have it), or where ``HAULMER_ONBOARDING_SEED_DIR`` says."""
+    if folder := os.environ.get("HAULMER_ONBOARDING_SEED_DIR"):
+        return Path(folder)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "shared" / "seeds"
+        if candidate.is_dir():
+            return candidate
+    return here.parents[2] / "shared" / "seeds"
+
+
+SEED = _seed_folder()
 
 
 @pytest.fixture

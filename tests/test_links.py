@@ -6,6 +6,7 @@ SMTP server, clocks are moved, races run in threads, pages over HTTP.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import threading
 import time
@@ -34,7 +35,7 @@ from haulmer_onboarding.testing.customer import WebCustomer, link_in
 from haulmer_onboarding.testing.scenarios import purchase_for
 from haulmer_onboarding.testing.servers import serve_in_thread
 from haulmer_onboarding.testing.smtp import CaughtMessage, SmtpCatcher
-from haulmer_onboarding.web import create_app
+from haulmer_onboarding.web import RedactLinkTokens, create_app
 
 BUYER = "ana.perez@example.cl"
 GOOD = "Cordillera2026"
@@ -539,3 +540,58 @@ def test_link_errors_carry_codes_and_match_builtins(
         )
     }
     assert len(codes) == 5
+
+
+def test_the_consume_guard_refuses_a_link_read_before_another_used_it(
+    onboarding: Onboarding, catcher: SmtpCatcher
+) -> None:
+    """The conditional UPDATE alone must stop a second use: on PostgreSQL two
+    transactions can both read a link as live before either consumes it."""
+    onboarding.record_purchase(purchase_for("simple", BUYER))
+    token = latest_token(onboarding, catcher, Purpose.CREATE_PASSWORD)
+    with onboarding.store.begin() as conn:
+        first = onboarding.links.read(conn, token, Purpose.CREATE_PASSWORD)
+    with onboarding.store.begin() as conn:
+        second = onboarding.links.read(conn, token, Purpose.CREATE_PASSWORD)
+    with onboarding.store.begin() as conn:
+        onboarding.links.consume(conn, first)
+    with pytest.raises(LinkUsed), onboarding.store.begin() as conn:
+        onboarding.links.consume(conn, second)
+    with pytest.raises(LinkUsed), onboarding.store.begin() as conn:
+        onboarding.links.use(conn, token, Purpose.CREATE_PASSWORD)
+
+
+def test_edited_tokens_are_refused(
+    onboarding: Onboarding, catcher: SmtpCatcher
+) -> None:
+    onboarding.record_purchase(purchase_for("simple", BUYER))
+    token = latest_token(onboarding, catcher, Purpose.CREATE_PASSWORD)
+    head, signature = token.rsplit(".", 1)
+    for edited in (
+        token + "é",
+        token + "==",
+        f"{head}.{signature[:10]}**{signature[10:]}",
+        f"{head}.{signature[:-1]}{'B' if signature[-1] == 'A' else 'A'}",
+    ):
+        with pytest.raises(LinkInvalid):
+            onboarding.open_link(edited, Purpose.CREATE_PASSWORD)
+
+
+def test_access_logs_lose_percent_encoded_tokens_too(
+    onboarding: Onboarding, catcher: SmtpCatcher
+) -> None:
+    onboarding.record_purchase(purchase_for("simple", BUYER))
+    token = latest_token(onboarding, catcher, Purpose.CREATE_PASSWORD)
+    encoded = token.replace(".", "%2E")
+    # As uvicorn logs it: the request's raw path as one argument.
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '"%s %s HTTP/%s"',
+        ("GET", f"/contrasena/{encoded}", "1.1"),
+        None,
+    )
+    RedactLinkTokens().filter(record)
+    assert record.getMessage() == '"GET /contrasena/[token] HTTP/1.1"'

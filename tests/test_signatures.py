@@ -655,3 +655,30 @@ def test_sealer_configuration_errors() -> None:
         SignatureSealer([])
     with pytest.raises(ValueError, match="Fernet key"):
         SignatureSealer(["not-a-key"])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        # Both the MAC and the encryption ask for 700,000 rounds.
+        ("-iter", "700000"),
+        # Only the MAC does (the newcomer's freeze: billions in real attacks).
+        ("-iter", "700000", "-noiter"),
+        # Only the legacy encryption does.
+        ("-legacy", "-iter", "700000", "-nomaciter"),
+    ],
+)
+def test_files_asking_for_unbounded_work_are_refused_before_any(
+    openssl_dir: Path, options: tuple[str, ...]
+) -> None:
+    data = _export(openssl_dir, "holder.pem", "-inkey", "key.pem", *options)
+    with pytest.raises(SignatureError) as raised:
+        _load_now(data)
+    assert raised.value.code == "signature_unsupported"
+    assert "pide uno nuevo" in raised.value.message
+
+
+def test_usual_iteration_counts_still_load(openssl_dir: Path) -> None:
+    for count in ("2048", "100000"):
+        data = _export(openssl_dir, "holder.pem", "-inkey", "key.pem", "-iter", count)
+        assert _load_now(data).info.holder_rut == Rut.parse("12.345.678-5")

@@ -12,7 +12,7 @@ import attrs
 import httpx
 import pytest
 
-from haulmer_onboarding import ConflictError, Onboarding, RutError, Stage
+from haulmer_onboarding import ConflictError, Onboarding, Rut, RutError, Stage
 from haulmer_onboarding.cli import SUBJECTS, Stack, local_stack
 from haulmer_onboarding.testing.customer import (
     Page,
@@ -218,3 +218,43 @@ def test_demo_refuses_options_that_do_not_apply() -> None:
     )
     assert result.returncode == 2
     assert "razon-social" in result.stderr
+
+
+def test_odd_digits_in_the_url_or_form_are_not_a_crash(
+    stack: Stack, customer: WebCustomer
+) -> None:
+    page = open_wizard(stack, customer)
+    odd = customer.open(page.url + "?paso=²")
+    assert odd.status == 200
+    assert "Paso 1 de 3" in odd.text
+    huge = "9" * 5000 + "-9"
+    for path, data in [
+        ("/organizacion", {"legal_name": "X SpA", "rut": huge}),
+    ]:
+        response = httpx.post(page.url.split("?")[0] + path, data=data)
+        assert response.status_code in {400, 409}
+        assert "Internal Server Error" not in response.text
+
+
+def test_a_five_thousand_digit_rut_is_a_format_error() -> None:
+    with pytest.raises(RutError) as info:
+        Rut.parse("9" * 5000 + "-9")
+    assert info.value.code == "rut_format"
+
+
+def test_the_administrator_cannot_be_changed_without_end(
+    stack: Stack, customer: WebCustomer
+) -> None:
+    page = open_wizard(stack, customer)
+    statuses = []
+    for number in range(7):
+        answer = customer.submit(
+            page, "CREAR", {"name": "X", "email": f"otro{number}@example.org"}
+        )
+        statuses.append(answer.status)
+        page = customer.open(page.url.split("?")[0] + "?paso=1")
+    assert statuses[:5] == [200] * 5
+    assert statuses[5:] == [400, 400]
+    # No account was emailed while the wizard was open.
+    to_others = [m for m in stack.catcher.messages if "example.org" in m.to]
+    assert to_others == []

@@ -25,6 +25,20 @@ logger = logging.getLogger("haulmer_onboarding")
 
 _LEASE = timedelta(minutes=2)
 _MAX_BACKOFF = timedelta(minutes=30)
+# About two days of retries at the longest backoff.
+_MAX_ATTEMPTS = 100
+
+
+def _permanent(exc: BaseException) -> bool:
+    """A 5xx answer about this message: sending it again will not help."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return bool(codes) and all(500 <= code < 600 for code in codes)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 500 <= exc.smtp_code < 600 and not isinstance(
+            exc, smtplib.SMTPServerDisconnected
+        )
+    return False
 
 
 def _utcnow() -> datetime:
@@ -61,9 +75,34 @@ class Relay:
         now = self._clock()
         claim = f"{self.name}:{uuid.uuid4().hex[:12]}"
         free = sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now)
+        earlier = outbox.alias("earlier")
+        # A recipient's emails leave in the order they were queued: one
+        # waiting for a retry, or claimed by another relay, holds back the
+        # later ones to the same address. Due ones come in this batch, in
+        # order, and a failure holds back the rest of the batch for it.
+        waits_behind = (
+            sa.select(earlier.c.id)
+            .where(
+                earlier.c.recipient == outbox.c.recipient,
+                earlier.c.id < outbox.c.id,
+                earlier.c.sent_at.is_(None),
+                earlier.c.failed_at.is_(None),
+                sa.or_(
+                    earlier.c.next_attempt_at > now,
+                    earlier.c.claimed_until >= now,
+                ),
+            )
+            .exists()
+        )
         due = (
             sa.select(outbox.c.id)
-            .where(outbox.c.sent_at.is_(None), outbox.c.next_attempt_at <= now, free)
+            .where(
+                outbox.c.sent_at.is_(None),
+                outbox.c.failed_at.is_(None),
+                outbox.c.next_attempt_at <= now,
+                free,
+                ~waits_behind,
+            )
             .order_by(outbox.c.id)
             .limit(self._batch_size)
         )
@@ -99,11 +138,17 @@ class Relay:
                 self._failed(row[0], row[3], exc)
             return 0
 
+        held: set[str] = set()
         try:
             for message_row_id, recipient, raw, attempts in rows:
+                if recipient in held:
+                    # An earlier email to this address failed in this batch.
+                    self._release(message_row_id)
+                    continue
                 try:
                     smtp.sendmail(self._envelope_from, [recipient], raw)
                 except (OSError, smtplib.SMTPException) as exc:
+                    held.add(recipient)
                     self._failed(message_row_id, attempts, exc)
                     continue
                 self._sent(message_row_id)
@@ -138,8 +183,37 @@ class Relay:
             ).one()
         logger.info("email sent: %s to journey %s", subject[0], subject[1])
 
+    def _release(self, row_id: int) -> None:
+        with self._store.begin() as conn:
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.id == row_id)
+                .values(claimed_by=None, claimed_until=None)
+            )
+
     def _failed(self, row_id: int, attempts: int, exc: BaseException) -> None:
         now = self._clock()
+        if _permanent(exc) or attempts + 1 >= _MAX_ATTEMPTS:
+            with self._store.begin() as conn:
+                conn.execute(
+                    outbox.update()
+                    .where(outbox.c.id == row_id)
+                    .values(
+                        attempts=attempts + 1,
+                        last_error=f"{type(exc).__name__}: {exc}"[:500],
+                        failed_at=now,
+                        claimed_by=None,
+                        claimed_until=None,
+                    )
+                )
+            logger.warning(
+                "email %s refused for good after %s attempts (%s): an operator "
+                "must look at it",
+                row_id,
+                attempts + 1,
+                type(exc).__name__,
+            )
+            return
         backoff = min(timedelta(seconds=5 * 2**attempts), _MAX_BACKOFF)
         with self._store.begin() as conn:
             conn.execute(

@@ -148,9 +148,12 @@ outbox = Table(
     _when("claimed_until"),
     _when("next_attempt_at", nullable=False),
     _when("sent_at"),
+    # Refused for good (a 5xx about this message): never retried.
+    _when("failed_at"),
     _when("created_at", nullable=False),
 )
 Index("ix_outbox_pending", outbox.c.sent_at, outbox.c.next_attempt_at)
+Index("ix_outbox_recipient", outbox.c.recipient, outbox.c.id)
 
 events = Table(
     "events",

@@ -113,7 +113,7 @@ def _text(form: FormData, name: str) -> str:
 def _requested_step(request: Request, reached: int) -> int:
     """The step a page shows: where the journey is, or an earlier one."""
     asked = request.query_params.get("paso", "")
-    if asked.isdigit() and 1 <= int(asked) < reached:
+    if asked in {"1", "2", "3"} and int(asked) < reached:
         return int(asked)
     return reached
 
@@ -455,7 +455,7 @@ class _Pages:
             return await self.call(facade.begin_setup, token)  # type: ignore[no-any-return]
         if action == "organizacion":
             chosen = _text(form, "organization")
-            if chosen.isdigit():
+            if chosen.isascii() and chosen.isdigit() and len(chosen) < 19:
                 return await self.call(  # type: ignore[no-any-return]
                     facade.choose_organization, token, organization_id=int(chosen)
                 )

@@ -14,8 +14,11 @@ import re
 
 __all__ = ["RedactLinkTokens"]
 
-# A token is four URL-safe runs joined by dots: purpose.jti.issued.signature.
-_TOKEN = re.compile(r"(?<=/)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+){3}(?![A-Za-z0-9_.-])")
+# A token is four URL-safe runs joined by dots: purpose.jti.issued.signature;
+# a click tracker may have written the dots as %2E.
+_TOKEN = re.compile(
+    r"(?<=/)[A-Za-z0-9_%-]+(?:(?:\.|%2[Ee])[A-Za-z0-9_%-]+){3}(?![A-Za-z0-9_.%-])"
+)
 
 
 class RedactLinkTokens(logging.Filter):

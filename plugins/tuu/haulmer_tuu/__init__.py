@@ -3,8 +3,8 @@
 The point of sale issues a boleta electrónica (39) for every sale, and the
 system cannot run without the factura electrónica (33). Both are therefore
 enabled and fixed: the policy is locked, the customer sees the two marked
-and cannot change them. When Tuu is bought with another product, the core
-offers exactly this locked set.
+and cannot change them. When Tuu is bought with another product, the two
+stay fixed and that product's own optional documents remain selectable.
 
 Certification covers the boleta stages: the application, the boleta test
 set and the declaration. The step ids and titles are the ones every product
