@@ -18,7 +18,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -36,6 +36,11 @@ from haulmer_onboarding.actions import (
     backoff,
     is_transient,
     service_client,
+)
+from haulmer_onboarding.business_days import (
+    SANTIAGO,
+    expected_date,
+    format_date_es,
 )
 from haulmer_onboarding.certification import (
     CertificationClient,
@@ -1156,6 +1161,11 @@ class Onboarding:
             steps = self.plugins.certification_steps(tuple(row.products), documents)
 
             self.links.consume(conn, link)
+            business_days = min(
+                sum(step.business_days for step in steps),
+                self.settings.certification_business_days,
+            )
+            expected = expected_date(self.clock(), business_days)
             snapshot = {
                 "id": None,
                 "state": "pending",
@@ -1163,6 +1173,10 @@ class Onboarding:
                     {**step.as_dict(), "state": "pending", "message": None}
                     for step in steps
                 ],
+                "business_days": business_days,
+                "expected_date": expected.isoformat(),
+                "failures_notified": [],
+                "overdue_alerted": False,
             }
             store.update_journey(
                 conn,
@@ -1188,7 +1202,8 @@ class Onboarding:
                 legal_name=self._organization_name(conn, row),
                 documents=[DteType(c).title for c in sorted(documents)],
                 steps=[s.title for s in steps],
-                business_days=sum(s.business_days for s in steps),
+                business_days=business_days,
+                expected_date=format_date_es(expected),
                 link=self.links.issue(
                     conn,
                     Purpose.CERTIFICATION_STATUS,
@@ -1278,7 +1293,42 @@ class Onboarding:
                     .order_by(journeys.c.id)
                 )
             ]
-        return sum(1 for journey_id in ids if self._sync_certification(journey_id))
+        changed = sum(1 for journey_id in ids if self._sync_certification(journey_id))
+        for journey_id in ids:
+            self._check_overdue(journey_id)
+        return changed
+
+    def _check_overdue(self, journey_id: int) -> None:
+        """Warn an operator, once, when a certification passes its date.
+
+        The warning goes to the log and, as the ``certification_overdue``
+        journey event, to every plugin observing events.
+        """
+        with self._transaction() as (conn, pending):
+            row = store.journey_row(conn, journey_id, for_update=True)
+            assert row is not None
+            snapshot = dict(row.certification or {})
+            promised = snapshot.get("expected_date")
+            if (
+                Stage(row.stage) is not Stage.CERTIFYING
+                or not promised
+                or snapshot.get("overdue_alerted")
+            ):
+                return
+            today = self.clock().astimezone(SANTIAGO).date()
+            if today <= date.fromisoformat(promised):
+                return
+            snapshot["overdue_alerted"] = True
+            store.update_journey(conn, row, self.clock(), certification=snapshot)
+            self._event(
+                conn, pending, row.id, "certification_overdue", expected_date=promised
+            )
+            logger.warning(
+                "the certification of journey %s passed its expected date %s: "
+                "an operator should check it with the SII",
+                row.id,
+                promised,
+            )
 
     def _sync_certification(self, journey_id: int) -> bool:
         with self.store.begin() as conn:
@@ -1322,7 +1372,11 @@ class Onboarding:
     def _apply_status(
         self, journey_id: int, before: Mapping[str, Any], status: CertificationStatus
     ) -> bool:
-        after = status.as_dict()
+        # The service's view, plus what the journey keeps of its own.
+        after = {
+            **{key: before[key] for key in _OWN_CERTIFICATION_KEYS if key in before},
+            **status.as_dict(),
+        }
         if after == before:
             return False
         with self._transaction() as (conn, pending):
@@ -1338,6 +1392,11 @@ class Onboarding:
             newly_done = [
                 s for s in status.steps if s.state == "done" and s.id not in old_done
             ]
+            notified = list(after.get("failures_notified", []))
+            newly_failed = [
+                s for s in status.steps if s.state == "failed" and s.id not in notified
+            ]
+            after["failures_notified"] = notified + [s.id for s in newly_failed]
             stage = Stage.CERTIFYING
             if status.state == "approved":
                 stage = Stage.ENABLED
@@ -1367,6 +1426,7 @@ class Onboarding:
                 "link": link,
                 "status": status,
                 "done_steps": [s.title for s in newly_done],
+                "expected_date": _expected_text(after),
             }
             if stage is Stage.ENABLED:
                 self._event(conn, pending, row.id, "organization_enabled")
@@ -1379,15 +1439,30 @@ class Onboarding:
                 self._email(
                     conn, pending, "certification_failed", recipient, row.id, **context
                 )
-            elif newly_done:
-                self._email(
-                    conn,
-                    pending,
-                    "certification_progress",
-                    recipient,
-                    row.id,
-                    **context,
-                )
+            else:
+                for step in newly_failed:
+                    # The certification goes on; the customer must act.
+                    self._event(
+                        conn, pending, row.id, "certification_step_failed", step=step.id
+                    )
+                    self._email(
+                        conn,
+                        pending,
+                        "certification_step_failed",
+                        recipient,
+                        row.id,
+                        step=step,
+                        **context,
+                    )
+                if newly_done:
+                    self._email(
+                        conn,
+                        pending,
+                        "certification_progress",
+                        recipient,
+                        row.id,
+                        **context,
+                    )
             return True
 
     # -- after enablement --------------------------------------------------
@@ -1614,6 +1689,20 @@ class Onboarding:
                 type(outcome).__name__,
             )
             return False
+
+
+_OWN_CERTIFICATION_KEYS = (
+    "business_days",
+    "expected_date",
+    "failures_notified",
+    "overdue_alerted",
+)
+
+
+def _expected_text(snapshot: Mapping[str, Any]) -> str:
+    """The expected date of a certification snapshot, as customers read it."""
+    iso = snapshot.get("expected_date")
+    return format_date_es(date.fromisoformat(iso)) if iso else ""
 
 
 def _check_documents(

@@ -57,6 +57,8 @@ class _Certification:
     steps: tuple[CertificationStep, ...]
     base_done: int
     base_time: float
+    # Steps of ``retry_steps`` whose first turn already ended in failure.
+    retried: set[str] = attrs.Factory(set)
 
 
 @attrs.define
@@ -64,6 +66,7 @@ class _Sandbox:
     seconds_per_business_day: float
     clock: Callable[[], float]
     fail_steps: Mapping[str, str]
+    retry_steps: Mapping[str, str] = attrs.Factory(dict)
     by_id: dict[str, _Certification] = attrs.Factory(dict)
     by_reference: dict[str, _Certification] = attrs.Factory(dict)
 
@@ -79,10 +82,31 @@ class _Sandbox:
             days += step.business_days
             if elapsed < self.seconds_per_business_day * days:
                 break
+            if self._fails_once(cert, step.id):
+                # Its first turn ended in failure: the step runs again from
+                # that moment, showing what failed meanwhile.
+                cert.retried.add(step.id)
+                cert.base_done = ended
+                cert.base_time += self.seconds_per_business_day * days
+                return self.ended_turns(cert)
             ended += 1
             if step.id in self.fail_steps:
                 break
         return ended
+
+    def _fails_once(self, cert: _Certification, step_id: str) -> bool:
+        return step_id in self.retry_steps and step_id not in cert.retried
+
+    def advance(self, cert: _Certification) -> None:
+        """End the running step's turn now; the next turn starts now."""
+        ended = self.ended_turns(cert)
+        running = cert.steps[ended]
+        if self._fails_once(cert, running.id):
+            cert.retried.add(running.id)
+            cert.base_done = ended
+        else:
+            cert.base_done = ended + 1
+        cert.base_time = self.clock()
 
     def status(self, cert: _Certification) -> CertificationStatus:
         ended = self.ended_turns(cert)
@@ -102,6 +126,9 @@ class _Sandbox:
                 state, message = "failed", self.fail_steps[step.id]
             elif index < ended and (failed_at is None or index < failed_at):
                 state = "done"
+            elif index == ended and failed_at is None and step.id in cert.retried:
+                # Running again after a failure: the customer still sees why.
+                state, message = "failed", self.retry_steps[step.id]
             elif index == ended and failed_at is None:
                 state = "running"
             else:
@@ -204,18 +231,23 @@ def create_sandbox_app(
     seconds_per_business_day: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     fail_steps: Mapping[str, str] | None = None,
+    retry_steps: Mapping[str, str] | None = None,
     services: Mapping[str, Sequence[BaseRoute]] | None = None,
 ) -> Starlette:
     """A Starlette app serving the certification contract from memory.
 
     ``clock`` is read on every request, so a test can move time by hand;
     ``fail_steps`` maps a step id to the Spanish message its failure shows.
+    ``retry_steps`` maps a step id to the message of a failure it has once:
+    when its first turn ends it shows ``failed`` with that message while it
+    runs again (the certification stays ``running``), then passes.
     ``services`` mounts each product's sandbox routes at ``/<product>``.
     """
     sandbox = _Sandbox(
         seconds_per_business_day=seconds_per_business_day,
         clock=clock,
         fail_steps=dict(fail_steps or {}),
+        retry_steps=dict(retry_steps or {}),
     )
 
     async def health(request: Request) -> Response:
@@ -272,9 +304,7 @@ def create_sandbox_app(
         if sandbox.status(cert).state != "running":
             return _error(409, "finished", "La certificación ya terminó.")
 
-        # The running step's turn ends now; the next one's starts now.
-        cert.base_done = sandbox.ended_turns(cert) + 1
-        cert.base_time = sandbox.clock()
+        sandbox.advance(cert)
         return JSONResponse(sandbox.status(cert).as_dict())
 
     async def http_error(request: Request, exc: Exception) -> Response:

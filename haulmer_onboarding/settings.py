@@ -27,6 +27,8 @@ class Settings:
     """Everything a deployment chooses; only the keys have no default.
 
     ``secret_keys`` sign links, newest first: the first signs, all verify.
+    ``certification_business_days`` caps the expected date promised to a
+    customer (the SII's "up to 7 business days"), counted in Chile's calendar.
     ``services`` holds each product service's ``url`` and ``api_key`` by
     product code, for post-enablement actions (environment:
     ``HAULMER_ONBOARDING_SERVICE_<PRODUCT>_URL`` and ``..._API_KEY``).
@@ -52,6 +54,7 @@ class Settings:
     certification_api_key: str | None = attrs.field(default=None, repr=False)
     link_max_ages: Mapping[str, timedelta] = attrs.field(factory=dict)
     clock_skew: timedelta = timedelta(seconds=60)
+    certification_business_days: int = 7
     signature_max_bytes: int = 1_048_576
     signature_expiry_warning_days: int = 30
     forgot_password_per_address: int = 5

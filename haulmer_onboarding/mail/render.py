@@ -9,6 +9,7 @@ folders plugins declare, then in the core's ``templates/``. An email named
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any
 
 import attrs
@@ -20,6 +21,8 @@ from jinja2 import (
     StrictUndefined,
     select_autoescape,
 )
+
+from haulmer_onboarding.business_days import format_date_es
 
 __all__ = ["RenderedEmail", "Renderer"]
 
@@ -36,6 +39,12 @@ def _clp(amount: int) -> str:
     return "$" + f"{amount:,}".replace(",", ".")
 
 
+def _fecha(value: str | date) -> str:
+    """A date as customers read it: martes 22 de septiembre de 2026."""
+    day = date.fromisoformat(value) if isinstance(value, str) else value
+    return format_date_es(day)
+
+
 class Renderer:
     """Renders the core's, plugins' and the application's templates."""
 
@@ -50,6 +59,7 @@ class Renderer:
             lstrip_blocks=True,
         )
         self.environment.filters["clp"] = _clp
+        self.environment.filters["fecha"] = _fecha
 
     def email(self, name: str, context: Mapping[str, Any]) -> RenderedEmail:
         def render(suffix: str) -> str:
