@@ -2,6 +2,7 @@
 
 ``demo``     runs a whole journey on real parts and prints its timeline.
 ``serve``    runs the same parts for a person to click through.
+``worker``   runs a deployment's background work, configured by environment.
 ``plugins``  lists the loaded plugins and the hooks each implements.
 """
 
@@ -380,6 +381,21 @@ def run_serve(port: int, folder: Path | None, business_day: float) -> int:
     return 0
 
 
+def run_worker(interval: float, poll_interval: float) -> int:
+    """The background work of a deployment configured by its environment."""
+    onboarding = Onboarding(Settings.from_env())
+    onboarding.create_tables()
+    print("Worker running: outbox, password requests, certifications, actions.")
+    with Worker(onboarding, interval=interval, poll_interval=poll_interval):
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print()
+    onboarding.close()
+    return 0
+
+
 def run_plugins(as_json: bool) -> int:
     plugins = Plugins(blocked=Settings.blocked_plugins_from_env())
     described = plugins.describe()
@@ -422,6 +438,14 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds the sandbox takes per business day of certification",
     )
 
+    worker = commands.add_parser(
+        "worker",
+        help="deliver emails, poll certifications and run actions "
+        "(settings from HAULMER_ONBOARDING_* variables)",
+    )
+    worker.add_argument("--interval", type=float, default=0.5)
+    worker.add_argument("--poll-interval", type=float, default=30.0)
+
     plugins = commands.add_parser("plugins", help="list loaded plugins")
     plugins.add_argument("--json", action="store_true")
     return parser
@@ -446,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.data:
             args.data.mkdir(parents=True, exist_ok=True)
         return run_serve(args.port, args.data, args.business_day)
+    if args.command == "worker":
+        return run_worker(args.interval, args.poll_interval)
     return run_plugins(args.json)
 
 
