@@ -383,7 +383,11 @@ def run_serve(port: int, folder: Path | None, business_day: float) -> int:
 
 def run_worker(interval: float, poll_interval: float) -> int:
     """The background work of a deployment configured by its environment."""
-    onboarding = Onboarding(Settings.from_env())
+    try:
+        onboarding = Onboarding(Settings.from_env())
+    except (TypeError, ValueError) as exc:
+        print(f"the worker's settings are incomplete or wrong: {exc}", file=sys.stderr)
+        return 2
     onboarding.create_tables()
     print("Worker running: outbox, password requests, certifications, actions.")
     with Worker(onboarding, interval=interval, poll_interval=poll_interval):

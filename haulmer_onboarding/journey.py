@@ -46,6 +46,7 @@ from haulmer_onboarding.certification import (
     CertificationClient,
     CertificationStatus,
     CertificationStep,
+    StepStatus,
 )
 from haulmer_onboarding.dte import DteType, parse_codes
 from haulmer_onboarding.errors import (
@@ -331,6 +332,7 @@ class Onboarding:
             context=context,
             now=self.clock(),
             journey_id=journey_id,
+            reply_to=self.settings.reply_to,
         )
         self._event(
             conn, pending, journey_id, "email_queued", template=template, to=recipient
@@ -1161,11 +1163,14 @@ class Onboarding:
             steps = self.plugins.certification_steps(tuple(row.products), documents)
 
             self.links.consume(conn, link)
+            # The customer is promised the SII's limit at most; the products'
+            # own schedule, when longer, is what an operator is warned by.
+            scheduled_days = sum(step.business_days for step in steps)
             business_days = min(
-                sum(step.business_days for step in steps),
-                self.settings.certification_business_days,
+                scheduled_days, self.settings.certification_business_days
             )
             expected = expected_date(self.clock(), business_days)
+            scheduled = expected_date(self.clock(), scheduled_days)
             snapshot = {
                 "id": None,
                 "state": "pending",
@@ -1175,7 +1180,7 @@ class Onboarding:
                 ],
                 "business_days": business_days,
                 "expected_date": expected.isoformat(),
-                "failures_notified": [],
+                "schedule_date": scheduled.isoformat(),
                 "overdue_alerted": False,
             }
             store.update_journey(
@@ -1213,9 +1218,8 @@ class Onboarding:
             )
             journey_id = row.id
 
-        # The customer's choice is committed; the service is told right away
-        # when it answers, and by the next poll otherwise.
-        self._sync_certification(journey_id)
+        # The customer's choice is committed; the worker's next poll tells
+        # the service, so a slow service never holds up the customer's page.
         return self.journey(journey_id)
 
     def _administrator_email(self, conn: Connection, row: Row[Any]) -> str:
@@ -1308,7 +1312,7 @@ class Onboarding:
             row = store.journey_row(conn, journey_id, for_update=True)
             assert row is not None
             snapshot = dict(row.certification or {})
-            promised = snapshot.get("expected_date")
+            promised = snapshot.get("schedule_date") or snapshot.get("expected_date")
             if (
                 Stage(row.stage) is not Stage.CERTIFYING
                 or not promised
@@ -1347,13 +1351,15 @@ class Onboarding:
         try:
             status = self._ask_service(row, snapshot, organization)
         except CertificationServiceError as exc:
+            if exc.code == "certification_rejected":
+                return self._reject_certification(journey_id, exc.message)
             logger.warning(
                 "certification service unavailable for journey %s: %s",
                 journey_id,
                 exc.code,
             )
             return False
-        return self._apply_status(journey_id, snapshot, status)
+        return self._apply_status(journey_id, status)
 
     def _ask_service(
         self, row: Row[Any], snapshot: Mapping[str, Any], organization: Row[Any]
@@ -1369,101 +1375,163 @@ class Onboarding:
             signature_fingerprint=str(row.signature_info["fingerprint_sha256"]),
         )
 
-    def _apply_status(
-        self, journey_id: int, before: Mapping[str, Any], status: CertificationStatus
-    ) -> bool:
-        # The service's view, plus what the journey keeps of its own.
-        after = {
-            **{key: before[key] for key in _OWN_CERTIFICATION_KEYS if key in before},
-            **status.as_dict(),
-        }
-        if after == before:
-            return False
+    def _apply_status(self, journey_id: int, status: CertificationStatus) -> bool:
+        """Turn the service's answer into state and emails, exactly once.
+
+        The answer is merged into the row as it stands under the lock, not as
+        it was read before the call: two pollers, or an old answer arriving
+        after a newer one, change nothing twice and move nothing backwards.
+        An answer about another certification, or with steps the journey did
+        not declare, is refused.
+        """
         with self._transaction() as (conn, pending):
             row = store.journey_row(conn, journey_id, for_update=True)
             assert row is not None
             if Stage(row.stage) is not Stage.CERTIFYING:
                 return False
-            old_done = {
-                s["id"]
-                for s in (row.certification or {}).get("steps", ())
-                if s["state"] == "done"
-            }
+            stored = dict(row.certification or {})
+            merged = _merge_status(row.order_number, stored, status)
+            if merged is None:
+                logger.warning(
+                    "certification service answered for journey %s with a "
+                    "certification or steps it does not have; ignored",
+                    row.id,
+                )
+                return False
+            if merged == stored:
+                return False
+
+            before = {s["id"]: s["state"] for s in stored.get("steps", ())}
             newly_done = [
-                s for s in status.steps if s.state == "done" and s.id not in old_done
+                s
+                for s in merged["steps"]
+                if s["state"] == "done" and before.get(s["id"]) != "done"
             ]
-            notified = list(after.get("failures_notified", []))
             newly_failed = [
-                s for s in status.steps if s.state == "failed" and s.id not in notified
+                s
+                for s in merged["steps"]
+                if s["state"] == "failed" and before.get(s["id"]) != "failed"
             ]
-            after["failures_notified"] = notified + [s.id for s in newly_failed]
             stage = Stage.CERTIFYING
-            if status.state == "approved":
+            if merged["state"] == "approved":
                 stage = Stage.ENABLED
-            elif status.state == "failed":
+            elif merged["state"] == "failed":
                 stage = Stage.CERTIFICATION_FAILED
+            store.update_journey(
+                conn, row, self.clock(), stage=stage.value, certification=merged
+            )
+            self._announce(
+                conn, pending, row, stored, merged, stage, newly_done, newly_failed
+            )
+            return True
+
+    def _announce(
+        self,
+        conn: Connection,
+        pending: _Pending,
+        row: Row[Any],
+        stored: Mapping[str, Any],
+        merged: Mapping[str, Any],
+        stage: Stage,
+        newly_done: list[dict[str, Any]],
+        newly_failed: list[dict[str, Any]],
+    ) -> None:
+        recipient = self._administrator_email(conn, row)
+        link = self.links.issue(
+            conn, Purpose.CERTIFICATION_STATUS, f"journey:{row.id}", supersede=False
+        )
+        if not stored.get("id"):
+            self._event(conn, pending, row.id, "certification_submitted")
+        for step in newly_done:
+            self._event(
+                conn, pending, row.id, "certification_step_done", step=step["id"]
+            )
+        status = CertificationStatus.from_dict(
+            {key: merged[key] for key in ("id", "reference", "state", "steps")}
+        )
+        context = {
+            "legal_name": self._organization_name(conn, row),
+            "link": link,
+            "status": status,
+            "done_steps": [s["title"] for s in newly_done],
+            "expected_date": _expected_text(merged),
+            "reason": None,
+        }
+        if stage is Stage.ENABLED:
+            self._event(conn, pending, row.id, "organization_enabled")
+            self._plan_actions(conn, row)
+            self._email(
+                conn, pending, "organization_enabled", recipient, row.id, **context
+            )
+            return
+        if stage is Stage.CERTIFICATION_FAILED:
+            self._event(conn, pending, row.id, "certification_failed")
+            self._email(
+                conn, pending, "certification_failed", recipient, row.id, **context
+            )
+            return
+        for step in newly_failed:
+            # The certification goes on; the customer must act.
+            self._event(
+                conn, pending, row.id, "certification_step_failed", step=step["id"]
+            )
+            self._email(
+                conn,
+                pending,
+                "certification_step_failed",
+                recipient,
+                row.id,
+                step=StepStatus.from_dict(step),
+                **context,
+            )
+        if newly_done:
+            self._email(
+                conn, pending, "certification_progress", recipient, row.id, **context
+            )
+
+    def _reject_certification(self, journey_id: int, reason: str) -> bool:
+        """The service refused the certification: tell the customer what it
+        said, stop waiting, and warn an operator."""
+        with self._transaction() as (conn, pending):
+            row = store.journey_row(conn, journey_id, for_update=True)
+            assert row is not None
+            if Stage(row.stage) is not Stage.CERTIFYING:
+                return False
+            snapshot = {
+                **(row.certification or {}),
+                "state": "failed",
+                "reason": reason,
+            }
             store.update_journey(
                 conn,
                 row,
                 self.clock(),
-                stage=stage.value,
-                certification=after,
+                stage=Stage.CERTIFICATION_FAILED.value,
+                certification=snapshot,
             )
-            recipient = self._administrator_email(conn, row)
-            legal_name = self._organization_name(conn, row)
-            link = self.links.issue(
-                conn, Purpose.CERTIFICATION_STATUS, f"journey:{row.id}", supersede=False
+            self._event(conn, pending, row.id, "certification_failed")
+            self._email(
+                conn,
+                pending,
+                "certification_failed",
+                self._administrator_email(conn, row),
+                row.id,
+                legal_name=self._organization_name(conn, row),
+                link=self.links.issue(
+                    conn,
+                    Purpose.CERTIFICATION_STATUS,
+                    f"journey:{row.id}",
+                    supersede=False,
+                ),
+                status=None,
+                reason=reason,
+                expected_date="",
             )
-            for step in newly_done:
-                self._event(
-                    conn, pending, row.id, "certification_step_done", step=step.id
-                )
-            if not (row.certification or {}).get("id"):
-                self._event(conn, pending, row.id, "certification_submitted")
-
-            context = {
-                "legal_name": legal_name,
-                "link": link,
-                "status": status,
-                "done_steps": [s.title for s in newly_done],
-                "expected_date": _expected_text(after),
-            }
-            if stage is Stage.ENABLED:
-                self._event(conn, pending, row.id, "organization_enabled")
-                self._plan_actions(conn, row)
-                self._email(
-                    conn, pending, "organization_enabled", recipient, row.id, **context
-                )
-            elif stage is Stage.CERTIFICATION_FAILED:
-                self._event(conn, pending, row.id, "certification_failed")
-                self._email(
-                    conn, pending, "certification_failed", recipient, row.id, **context
-                )
-            else:
-                for step in newly_failed:
-                    # The certification goes on; the customer must act.
-                    self._event(
-                        conn, pending, row.id, "certification_step_failed", step=step.id
-                    )
-                    self._email(
-                        conn,
-                        pending,
-                        "certification_step_failed",
-                        recipient,
-                        row.id,
-                        step=step,
-                        **context,
-                    )
-                if newly_done:
-                    self._email(
-                        conn,
-                        pending,
-                        "certification_progress",
-                        recipient,
-                        row.id,
-                        **context,
-                    )
-            return True
+        logger.warning(
+            "the certification service refused journey %s: an operator must act",
+            journey_id,
+        )
+        return True
 
     # -- after enablement --------------------------------------------------
 
@@ -1691,10 +1759,49 @@ class Onboarding:
             return False
 
 
+_ORDER = {"pending": 0, "running": 1, "failed": 1, "done": 2}
+
+
+def _merge_status(
+    reference: str, stored: Mapping[str, Any], status: CertificationStatus
+) -> dict[str, Any] | None:
+    """The stored certification moved on by ``status``; ``None`` when the
+    answer is about another certification or other steps.
+
+    The journey's declared steps keep their order; a step never goes back
+    from done; the certification is approved only when every step is done.
+    """
+    if status.reference != reference or (
+        stored.get("id") and status.id != stored["id"]
+    ):
+        return None
+    declared = [dict(s) for s in stored.get("steps", ())]
+    answered = {s.id: s for s in status.steps}
+    if not declared or set(answered) - {s["id"] for s in declared}:
+        return None
+
+    steps = []
+    for step in declared:
+        new = answered.get(step["id"])
+        if new is None or (step["state"] == "done" and new.state != "done"):
+            steps.append(step)
+            continue
+        steps.append({**step, "state": new.state, "message": new.message})
+
+    state = status.state
+    if state == "approved" and any(s["state"] != "done" for s in steps):
+        state = "running"
+    if stored.get("state") in {"approved", "failed"}:
+        state = str(stored["state"])
+    merged = {key: stored[key] for key in _OWN_CERTIFICATION_KEYS if key in stored}
+    merged.update(id=status.id, reference=status.reference, state=state, steps=steps)
+    return merged
+
+
 _OWN_CERTIFICATION_KEYS = (
     "business_days",
     "expected_date",
-    "failures_notified",
+    "schedule_date",
     "overdue_alerted",
 )
 

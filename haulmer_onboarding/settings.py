@@ -44,6 +44,8 @@ class Settings:
     database_url: str = "sqlite:///haulmer_onboarding.db"
     base_url: str = "http://127.0.0.1:8000"
     mail_from: str = "Haulmer <no-reply@haulmer.com>"
+    #: Where a customer's answer to an email goes (the sender is no-reply).
+    reply_to: str | None = "Soporte Haulmer <soporte@haulmer.com>"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_username: str | None = None
@@ -116,6 +118,7 @@ class Settings:
             "database_url",
             "base_url",
             "mail_from",
+            "reply_to",
             "smtp_host",
             "smtp_username",
             "smtp_password",

@@ -17,8 +17,12 @@ logger = logging.getLogger("haulmer_onboarding")
 
 
 class Worker:
-    """Runs the relay, the certification poller, password requests and
-    post-enablement actions in a thread."""
+    """Runs the deployment's background work in two threads.
+
+    One thread answers password requests and delivers the outbox; the other
+    polls certifications and runs post-enablement actions. A slow
+    certification service never delays an email.
+    """
 
     def __init__(
         self,
@@ -32,15 +36,20 @@ class Worker:
         self._interval = interval
         self._poll_interval = poll_interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="worker", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._mail_loop, name="worker-mail", daemon=True),
+            threading.Thread(target=self._poll_loop, name="worker-poll", daemon=True),
+        ]
 
     def start(self) -> Worker:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     def __enter__(self) -> Worker:
         return self.start()
@@ -49,26 +58,29 @@ class Worker:
         self.stop()
 
     def run_once(self) -> int:
-        """One round: answer password requests, poll certifications, then
-        deliver; return how many emails were sent."""
+        """One round of everything, in order; return how many emails were
+        sent."""
         self._onboarding.process_password_requests()
         self._onboarding.poll_certifications()
         self._onboarding.run_enablement_actions()
         return self._relay.deliver_pending()
 
-    def _run(self) -> None:
-        since_poll = self._poll_interval
+    def _mail_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self._onboarding.process_password_requests()
-                if since_poll >= self._poll_interval:
-                    self._onboarding.poll_certifications()
-                    self._onboarding.run_enablement_actions()
-                    since_poll = 0.0
                 busy = self._relay.deliver_pending() > 0
             except Exception:  # the worker must outlive one bad round
-                logger.exception("a worker round failed; it will try again")
+                logger.exception("a mail round failed; it will try again")
                 busy = False
             if not busy:
                 self._stop.wait(self._interval)
-                since_poll += self._interval
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._onboarding.poll_certifications()
+                self._onboarding.run_enablement_actions()
+            except Exception:  # the worker must outlive one bad round
+                logger.exception("a polling round failed; it will try again")
+            self._stop.wait(self._poll_interval)

@@ -52,6 +52,7 @@ def test_the_customer_follows_the_guide(journey_kit):
     page = page.press("SIGUIENTE", documents=[33, 61])
     assert page.title == "La certificación ante el SII ha comenzado"
     kit.mailbox.expect("Comenzó la certificación de Ferretería Los Andes SpA")
+    kit.run_worker_once()  # the worker submits it to the service
 
     # A business day of the sandbox ends the first step.
     kit.clock.advance(days=1)

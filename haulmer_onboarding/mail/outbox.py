@@ -29,6 +29,7 @@ def build_message(
     text: str,
     html: str,
     now: datetime,
+    reply_to: str | None = None,
 ) -> EmailMessage:
     """A multipart/alternative message with a fresh, stable Message-ID.
 
@@ -43,6 +44,9 @@ def build_message(
     domain = parseaddr(sender)[1].rpartition("@")[2] or "haulmer.com"
     message["Message-ID"] = make_msgid(domain=domain)
     message["Auto-Submitted"] = "auto-generated"
+    if reply_to:
+        # The sender is a no-reply address; answers go to people.
+        message["Reply-To"] = reply_to
     message.set_content(text, cte="base64")
     message.add_alternative(html, subtype="html", cte="base64")
     return message
@@ -58,6 +62,7 @@ def queue_email(
     context: Mapping[str, Any],
     now: datetime,
     journey_id: int | None = None,
+    reply_to: str | None = None,
 ) -> str:
     """Render ``template`` and write it to the outbox; return its Message-ID."""
     rendered = renderer.email(template, context)
@@ -68,6 +73,7 @@ def queue_email(
         text=rendered.text,
         html=rendered.html,
         now=now,
+        reply_to=reply_to,
     )
     message_id = str(message["Message-ID"])
     insert(
