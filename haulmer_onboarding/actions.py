@@ -29,8 +29,9 @@ __all__ = [
     "service_client",
 ]
 
-#: How many times an action is tried before it is left for an operator.
-MAX_ATTEMPTS = 8
+#: How many times an action is tried before it is left for an operator:
+#: with the backoff below, about three hours of trying.
+MAX_ATTEMPTS = 20
 
 
 @attrs.frozen

@@ -284,8 +284,8 @@ class CertificationClient:
         json: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """One call with its retries; a 5xx or a transport error is retried,
-        a 4xx becomes ``certification_rejected``."""
+        """One call with its retries; a 5xx, 408, 429 or a transport error is
+        retried, another 4xx becomes ``certification_rejected``."""
         cause: Exception | None = None
         for attempt in range(self._retries + 1):
             if attempt:
@@ -296,7 +296,11 @@ class CertificationClient:
             except httpx.RequestError as exc:
                 cause, reason = exc, type(exc).__name__
             else:
-                if response.status_code < 500:
+                # 429 and 408 are "not now", like a 5xx: tried again.
+                if response.status_code < 500 and response.status_code not in (
+                    408,
+                    429,
+                ):
                     return self._check(method, path, response)
                 cause, reason = None, f"HTTP {response.status_code}"
 

@@ -1297,9 +1297,17 @@ class Onboarding:
                     .order_by(journeys.c.id)
                 )
             ]
-        changed = sum(1 for journey_id in ids if self._sync_certification(journey_id))
+        changed = 0
         for journey_id in ids:
-            self._check_overdue(journey_id)
+            # One journey's trouble (a plugin raising, a bad answer) must not
+            # stop the others: it is logged and the next poll tries again.
+            try:
+                changed += self._sync_certification(journey_id)
+                self._check_overdue(journey_id)
+            except Exception:
+                logger.exception(
+                    "polling the certification of journey %s failed", journey_id
+                )
         return changed
 
     def _check_overdue(self, journey_id: int) -> None:
@@ -1589,8 +1597,13 @@ class Onboarding:
                 outcome = self._run_action(claimed)
             except Exception as exc:  # the plugin's failure, recorded below
                 outcome = exc
-            if self._record_action(claimed, outcome):
-                done += 1
+            try:
+                recorded = self._record_action(claimed, outcome)
+            except Exception as exc:
+                # An outcome that cannot be stored counts as a failed attempt.
+                logger.exception("recording action %s failed", claimed.id)
+                recorded = self._record_action(claimed, exc)
+            done += recorded
         return done
 
     def _claim_actions(self, limit: int) -> list[Row[Any]]:
@@ -1679,7 +1692,11 @@ class Onboarding:
                     .values(
                         state="done",
                         attempts=attempts,
-                        result={"summary": outcome.summary, **outcome.data},
+                        # Stored as JSON: whatever a plugin put in, text.
+                        result={
+                            "summary": str(outcome.summary),
+                            **{str(k): str(v) for k, v in outcome.data.items()},
+                        },
                         done_at=now,
                         claimed_until=None,
                     )
@@ -1783,7 +1800,9 @@ def _merge_status(
     steps = []
     for step in declared:
         new = answered.get(step["id"])
-        if new is None or (step["state"] == "done" and new.state != "done"):
+        # A step never moves back (done to anything, running to pending): an
+        # older answer arriving late says nothing new.
+        if new is None or _ORDER[new.state] < _ORDER[step["state"]]:
             steps.append(step)
             continue
         steps.append({**step, "state": new.state, "message": new.message})

@@ -2,10 +2,11 @@
 
 Demos and tests talk to it over real HTTP instead of the SII. Certifications
 live only as long as the app, and move on with the clock: each step takes
-``seconds_per_business_day`` per business day it declares. Two controls
+``seconds_per_business_day`` per business day it declares. Three controls
 exist only here: ``fail_steps`` makes the named steps fail when their turn
-ends, and ``POST /v1/certifications/{id}/advance`` ends the running step's
-turn at once.
+ends, ``retry_steps`` makes them fail once and then pass, and
+``POST /v1/certifications/{id}/advance`` ends the running step's turn at
+once.
 
 The sandbox ignores the ``Authorization`` header: it accepts any API key.
 """

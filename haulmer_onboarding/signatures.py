@@ -277,16 +277,18 @@ def _integer_after_salt(data: bytes, pos: int) -> int | None:
     """The INTEGER after an OCTET STRING in the SEQUENCE at ``pos``."""
     try:
         _, start, length = _header(data, pos, len(data))
-        if data[pos] != 0x30 or length is None:
+        if data[pos] != 0x30:
             return None
         if data[start] != 0x04:
             return None
-        after_salt = _skip(data, start, start + length)
+        end = start + length if length is not None else len(data)
+        after_salt = _skip(data, start, end)
         if data[after_salt] != 0x02:
             return None
         _, value_start, value_length = _header(data, after_salt, len(data))
         if value_length is None or value_length > 8:
-            return MAX_ITERATIONS + 1 if value_length else None
+            # A count too long to read is a count too large to run.
+            return MAX_ITERATIONS + 1
         return int.from_bytes(data[value_start : value_start + value_length], "big")
     except (_Malformed, IndexError):
         return None
@@ -307,15 +309,16 @@ def _iteration_counts(data: bytes) -> list[int]:
                 counts.append(found)
             pos = data.find(oid, pos + 1)
 
-    # The MAC: PFX ::= SEQUENCE { version, authSafe, macData }.
+    # The MAC: PFX ::= SEQUENCE { version, authSafe, macData }. BER's
+    # open-ended lengths are read too: a count we cannot read is refused.
     try:
         _, start, length = _header(data, 0, len(data))
-        end = start + (length or 0)
+        end = start + length if length is not None else len(data) - 2
         pos = _skip(data, start, end)  # version
         pos = _skip(data, pos, end)  # authSafe
         if pos < end:
             _, mac_start, mac_length = _header(data, pos, end)
-            mac_end = mac_start + (mac_length or 0)
+            mac_end = mac_start + mac_length if mac_length is not None else end
             after_digest = _skip(data, mac_start, mac_end)
             after_salt = _skip(data, after_digest, mac_end)
             if after_salt < mac_end and data[after_salt] == 0x02:
@@ -329,7 +332,7 @@ def _iteration_counts(data: bytes) -> list[int]:
                         )
                     )
     except (_Malformed, IndexError):
-        pass
+        counts.append(MAX_ITERATIONS + 1)
     return counts
 
 

@@ -27,6 +27,7 @@ from haulmer_onboarding import (
     Stage,
     hookimpl,
 )
+from haulmer_onboarding.actions import MAX_ATTEMPTS, backoff
 from haulmer_onboarding.testing.clock import MovableClock
 from haulmer_onboarding.testing.journey import JourneyWalker
 from haulmer_onboarding.testing.servers import RunningServer, serve_in_thread
@@ -217,9 +218,17 @@ def test_an_unreachable_service_is_retried_until_it_gives_up(
 ) -> None:
     journey = JourneyWalker(keyed, catcher, sandbox.url).to_enabled(PURCHASE)
     service_server.stop()
-    for _ in range(8):
+    waited = 0.0
+    for attempt in range(1, MAX_ATTEMPTS + 1):
         keyed.run_enablement_actions()
-        clock.advance(seconds=601)
+        (action,) = keyed.enablement_actions(journey.id)
+        if attempt < MAX_ATTEMPTS:
+            assert action["state"] == "pending", attempt
+        wait = backoff(attempt).total_seconds()
+        waited += wait
+        clock.advance(seconds=wait)
     (action,) = keyed.enablement_actions(journey.id)
     assert action["state"] == "failed"
-    assert action["attempts"] == 8
+    assert action["attempts"] == MAX_ATTEMPTS
+    # Hours of trying, not minutes, before an operator is called.
+    assert waited > 2 * 3600

@@ -645,3 +645,19 @@ def test_the_id_is_escaped_in_the_path(mock: respx.MockRouter) -> None:
         client.status("a/../b")
 
     assert route.call_count == 1
+
+
+@pytest.mark.parametrize("status_code", [408, 429])
+def test_too_busy_is_tried_again_not_a_refusal(
+    mock: respx.MockRouter, status_code: int
+) -> None:
+    route = mock.get("/v1/certifications/cert_1").mock(
+        side_effect=[
+            httpx.Response(status_code),
+            httpx.Response(200, json=status_json()),
+        ]
+    )
+
+    with CertificationClient(BASE, backoff=0) as client:
+        assert client.status("cert_1").id == "cert_1"
+    assert route.call_count == 2

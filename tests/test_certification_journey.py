@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from haulmer_onboarding import (
+    CertificationStatus,
     JourneyEvent,
     Onboarding,
     Plugins,
@@ -228,3 +229,111 @@ def test_a_late_certification_warns_an_operator_once(
     assert overdue[0].data == {"expected_date": promised}
     assert caplog.text.count("passed its expected date") == 1
     assert facade.journey(journey.id).stage is Stage.CERTIFYING
+
+
+def certifying(
+    facade: Onboarding, catcher: SmtpCatcher, url: str, scenario: str = "simpleboleta"
+) -> tuple[JourneyWalker, int]:
+    """A journey whose documents were just chosen."""
+    walker = JourneyWalker(facade, catcher, url)
+    journey = facade.record_purchase(purchase_for(scenario, BUYER))
+    buyer = journey.buyer.email
+    facade.set_password(
+        walker.token(buyer, "[Haulmer Accounts]", "CREAR CONTRASEÑA"),
+        walker.password,
+        walker.password,
+    )
+    setup = walker.token(buyer, "¡Habilita", "INICIAR SETUP")
+    facade.begin_setup(setup)
+    assert journey.organization is not None
+    facade.choose_organization(setup, organization_id=journey.organization.id)
+    facade.upload_signature(setup, make_pkcs12(password="x1"), "x1")
+    facade.choose_documents(setup, [39])
+    return walker, journey.id
+
+
+def status_of(
+    journey: int, facade: Onboarding, states: dict[str, str], **extra: object
+) -> CertificationStatus:
+    current = facade.journey(journey).certification
+    assert current is not None
+    return CertificationStatus.from_dict(
+        {
+            "id": extra.get("id", current["id"]),
+            "reference": extra.get("reference", facade.journey(journey).order_number),
+            "state": extra.get("state", "running"),
+            "steps": [
+                {
+                    **{k: s[k] for k in ("id", "title", "business_days")},
+                    "state": states.get(s["id"], "pending"),
+                    "message": "Motivo " + s["id"]
+                    if states.get(s["id"]) == "failed"
+                    else None,
+                }
+                for s in current["steps"]
+            ],
+        }
+    )
+
+
+def test_old_answers_and_second_pollers_change_nothing_twice(
+    facade: Onboarding, catcher: SmtpCatcher, retrying: RunningServer
+) -> None:
+    walker, journey = certifying(facade, catcher, retrying.url)
+    facade.poll_certifications()  # submitted
+    newer = status_of(journey, facade, {"postulacion": "done", "set_boletas": "failed"})
+    older = status_of(journey, facade, {"postulacion": "running"})
+
+    assert facade._apply_status(journey, newer)
+    assert not facade._apply_status(journey, newer)  # a second poller
+    assert not facade._apply_status(journey, older)  # a late, older answer
+    steps = facade.journey(journey).certification["steps"]  # type: ignore[index]
+    assert steps[0]["state"] == "done"
+
+    sent = subjects(walker)
+    assert sum("revisa la etapa Set de pruebas de boletas" in s for s in sent) == 1
+    assert sum(s.startswith("Avance de la certificación") for s in sent) == 1
+
+
+def test_a_step_failing_twice_is_emailed_twice(
+    facade: Onboarding, catcher: SmtpCatcher, retrying: RunningServer
+) -> None:
+    walker, journey = certifying(facade, catcher, retrying.url)
+    facade.poll_certifications()
+    for states in (
+        {"postulacion": "failed"},
+        {"postulacion": "running"},
+        {"postulacion": "failed"},
+    ):
+        facade._apply_status(journey, status_of(journey, facade, states))
+    failures = [s for s in subjects(walker) if "revisa la etapa Postulación" in s]
+    assert len(failures) == 2
+
+
+def test_answers_about_other_certifications_are_ignored(
+    facade: Onboarding, catcher: SmtpCatcher, retrying: RunningServer
+) -> None:
+    _, journey = certifying(facade, catcher, retrying.url)
+    facade.poll_certifications()
+    all_done = {"postulacion": "done", "set_boletas": "done", "declaracion": "done"}
+    for foreign in (
+        status_of(journey, facade, all_done, state="approved", reference="OC-OTRA"),
+        status_of(journey, facade, all_done, state="approved", id="cert_999"),
+        status_of(journey, facade, {"postulacion": "done"}, state="approved"),
+    ):
+        facade._apply_status(journey, foreign)
+    assert facade.journey(journey).stage is Stage.CERTIFYING
+
+
+def test_a_refusal_from_the_service_fails_the_journey_with_its_reason(
+    facade: Onboarding, catcher: SmtpCatcher, retrying: RunningServer
+) -> None:
+    walker, journey = certifying(facade, catcher, retrying.url)
+    reason = "La firma no es de un usuario autorizado ante el SII."
+    assert facade._reject_certification(journey, reason)
+    assert facade.journey(journey).stage is Stage.CERTIFICATION_FAILED
+    failed = next(m for m in walker.deliver() if "necesita tu atención" in m.subject)
+    assert reason in failed.text()
+    assert failed.message["Reply-To"]
+    facade.poll_certifications()
+    assert not facade._reject_certification(journey, reason)  # once
