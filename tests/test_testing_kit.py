@@ -122,6 +122,12 @@ def test_pytest_finds_the_plugin_through_its_entry_point(
 
 def test_importing_the_plugin_starts_nothing() -> None:
     heavy = [
+        "sqlalchemy",
+        "starlette",
+        "cryptography",
+        "httpx",
+        "haulmer_onboarding.journey",
+        "haulmer_onboarding.sandbox",
         "aiosmtpd",
         "uvicorn",
         "anyio.from_thread",
@@ -285,3 +291,23 @@ def test_a_failing_sandbox_step_ends_the_walk_in_failure(
         "OC-SII (journey 1): stage certification_failed; documents 33; "
         "certification failed (postulacion done, set_pruebas failed, "
     ) in journey_kit.report()
+
+
+def test_any_failed_kit_test_shows_the_mailbox_and_journeys(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        from haulmer_onboarding.testing.scenarios import purchase_for
+
+        def test_plain_assert(journey_kit):
+            journey_kit.purchase(purchase_for("simple", "ana@example.cl", "OC-9"))
+            journey_kit.run_worker_once()
+            assert journey_kit.journey(1).stage.value == "enabled"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*journey kit*", "*#1 «Haulmer - Compra exitosa»*", "*OC-9*setup_pending*"]
+    )

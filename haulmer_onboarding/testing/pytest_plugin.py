@@ -30,7 +30,7 @@ waits for an email.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "seconds the journey kit's mailbox waits for an expected email",
         default="2",
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that used the kit shows the mailbox and the journeys,
+    even when it failed on a plain ``assert``."""
+    report = yield
+    if report.failed and call.when == "call":
+        kit = getattr(item, "funcargs", {}).get("journey_kit")
+        if kit is not None:
+            try:
+                report.sections.append(("journey kit", kit.report()))
+            except Exception as exc:  # a broken database must not hide the failure
+                report.sections.append(("journey kit", f"(no report: {exc!r})"))
+    return report
 
 
 def pytest_configure(config: pytest.Config) -> None:
