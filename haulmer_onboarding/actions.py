@@ -52,6 +52,33 @@ class ActionContext:
     http: httpx.Client
     settings: Mapping[str, str]
 
+    def post(self, path: str, body: Mapping[str, Any], *fields: str) -> dict[str, str]:
+        """POST ``body`` to the product's service with this action's
+        idempotency key; return the answer's text ``fields``.
+
+        An HTTP error status raises ``httpx.HTTPStatusError`` (the core
+        decides whether to try again); an answer that is not a JSON object
+        with those non-empty text fields raises ``ActionFailed``, worth
+        trying again: it may be a passing fault of the service.
+        """
+        response = self.http.post(
+            path, json=dict(body), headers={"Idempotency-Key": self.idempotency_key}
+        )
+        response.raise_for_status()
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise ActionFailed(f"the {self.product} answer is not JSON") from exc
+        if not isinstance(answer, dict):
+            raise ActionFailed(f"the {self.product} answer is not a JSON object")
+        found: dict[str, str] = {}
+        for field in fields:
+            value = answer.get(field)
+            if not isinstance(value, str) or not value:
+                raise ActionFailed(f"the {self.product} answer has no text {field!r}")
+            found[field] = value
+        return found
+
 
 @attrs.frozen
 class ActionResult:

@@ -16,7 +16,6 @@ from typing import Any
 
 from haulmer_onboarding import (
     ActionContext,
-    ActionFailed,
     ActionResult,
     CertificationStep,
     DtePolicy,
@@ -46,16 +45,11 @@ STEPS = (
 
 def open_store(context: ActionContext) -> ActionResult:
     """Open the organization's store in OpenRetail's service."""
-    response = context.http.post(
+    store_id = context.post(
         "/v1/stores",
-        json={"rut": context.rut, "legal_name": context.legal_name},
-        headers={"Idempotency-Key": context.idempotency_key},
-    )
-    response.raise_for_status()
-    try:
-        store_id = str(response.json()["store_id"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ActionFailed("OpenRetail answered without a store id") from exc
+        {"rut": context.rut, "legal_name": context.legal_name},
+        "store_id",
+    )["store_id"]
     return ActionResult(
         summary=f"Tu tienda en OpenRetail ya está abierta (tienda {store_id}).",
         data={"store_id": store_id},

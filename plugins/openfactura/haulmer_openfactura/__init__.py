@@ -32,11 +32,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from haulmer_onboarding import (
     ActionContext,
-    ActionFailed,
     ActionResult,
     CertificationStep,
     DtePolicy,
@@ -131,41 +128,18 @@ def onboarding_certification_steps(
     return steps
 
 
-def _answer(response: httpx.Response, *keys: str) -> dict[str, str]:
-    """The named text fields of a JSON answer; a malformed answer may be a
-    passing fault of the service, so it is worth trying again."""
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise ActionFailed("the OpenFactura answer is not JSON") from exc
-
-    if not isinstance(body, dict):
-        raise ActionFailed("the OpenFactura answer is not a JSON object")
-    answer: dict[str, str] = {}
-    for key in keys:
-        value = body.get(key)
-        if not isinstance(value, str) or not value:
-            raise ActionFailed(f"the OpenFactura answer has no text {key!r}")
-        answer[key] = value
-    return answer
-
-
 def issue_api_key(context: ActionContext) -> ActionResult:
     """Issue the organization's API key for the documents it enabled.
 
     HTTP errors propagate for the core to judge; only the key's id and last
     four characters are read from the answer.
     """
-    response = context.http.post(
+    answer = context.post(
         f"/v1/organizations/{context.rut}/api-keys",
-        json={
-            "legal_name": context.legal_name,
-            "documents": sorted(context.documents),
-        },
-        headers={"Idempotency-Key": context.idempotency_key},
+        {"legal_name": context.legal_name, "documents": sorted(context.documents)},
+        "id",
+        "last4",
     )
-    response.raise_for_status()
-    answer = _answer(response, "id", "last4")
 
     summary = (
         f"La API key de OpenFactura de {context.legal_name} está lista en tu "

@@ -29,11 +29,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from haulmer_onboarding import (
     ActionContext,
-    ActionFailed,
     ActionResult,
     CertificationStep,
     DtePolicy,
@@ -100,37 +97,16 @@ def onboarding_certification_steps(
     return STEPS
 
 
-def _answer(response: httpx.Response, *keys: str) -> dict[str, str]:
-    """The named text fields of a JSON answer; a malformed answer may be a
-    passing fault of the service, so it is worth trying again."""
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise ActionFailed("the SimpleBoleta answer is not JSON") from exc
-
-    if not isinstance(body, dict):
-        raise ActionFailed("the SimpleBoleta answer is not a JSON object")
-    answer: dict[str, str] = {}
-    for key in keys:
-        value = body.get(key)
-        if not isinstance(value, str) or not value:
-            raise ActionFailed(f"the SimpleBoleta answer has no text {key!r}")
-        answer[key] = value
-    return answer
-
-
 def issue_activation_code(context: ActionContext) -> ActionResult:
     """Ask for the shop's activation code and hand it to the customer.
 
     HTTP errors propagate for the core to judge.
     """
-    response = context.http.post(
+    code = context.post(
         "/v1/activation-codes",
-        json={"rut": context.rut, "legal_name": context.legal_name},
-        headers={"Idempotency-Key": context.idempotency_key},
-    )
-    response.raise_for_status()
-    code = _answer(response, "code")["code"]
+        {"rut": context.rut, "legal_name": context.legal_name},
+        "code",
+    )["code"]
 
     summary = (
         f"Tu código de activación de SimpleBoleta es {code}. Ingrésalo en la "

@@ -28,11 +28,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from haulmer_onboarding import (
     ActionContext,
-    ActionFailed,
     ActionResult,
     CertificationStep,
     DtePolicy,
@@ -95,37 +92,16 @@ def onboarding_certification_steps(
     return STEPS
 
 
-def _answer(response: httpx.Response, *keys: str) -> dict[str, str]:
-    """The named text fields of a JSON answer; a malformed answer may be a
-    passing fault of the service, so it is worth trying again."""
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise ActionFailed("the Tuu answer is not JSON") from exc
-
-    if not isinstance(body, dict):
-        raise ActionFailed("the Tuu answer is not a JSON object")
-    answer: dict[str, str] = {}
-    for key in keys:
-        value = body.get(key)
-        if not isinstance(value, str) or not value:
-            raise ActionFailed(f"the Tuu answer has no text {key!r}")
-        answer[key] = value
-    return answer
-
-
 def activate_terminal(context: ActionContext) -> ActionResult:
     """Activate the terminal of the order's point of sale.
 
     HTTP errors propagate for the core to judge.
     """
-    response = context.http.post(
+    terminal_id = context.post(
         "/v1/terminals/activations",
-        json={"rut": context.rut, "order_number": context.order_number},
-        headers={"Idempotency-Key": context.idempotency_key},
-    )
-    response.raise_for_status()
-    terminal_id = _answer(response, "terminal_id")["terminal_id"]
+        {"rut": context.rut, "order_number": context.order_number},
+        "terminal_id",
+    )["terminal_id"]
 
     summary = (
         f"Activamos tu punto de venta Tuu (terminal {terminal_id}). Ya puedes "
