@@ -1139,6 +1139,26 @@ class Onboarding:
             )
             return self._reload(conn, row.id)
 
+    def reseal_signatures(self) -> int:
+        """Seal every stored signature again under the first sealing key;
+        return how many. Run it after putting a new key first, before
+        dropping the old one."""
+        count = 0
+        with self.store.begin() as conn:
+            rows = conn.execute(
+                sa.select(journeys.c.id, journeys.c.signature_sealed).where(
+                    journeys.c.signature_sealed.is_not(None)
+                )
+            ).all()
+            for row in rows:
+                conn.execute(
+                    journeys.update()
+                    .where(journeys.c.id == row.id)
+                    .values(signature_sealed=self.sealer.reseal(row.signature_sealed))
+                )
+                count += 1
+        return count
+
     def document_offer(self, journey: Journey) -> DocumentOffer:
         """The documents step of ``journey`` as its products define it."""
         with self.store.begin() as conn:

@@ -28,6 +28,7 @@ import attrs
 from cryptography import x509
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
@@ -58,7 +59,8 @@ _MESSAGES = {
         "La contraseña de la firma electrónica no es correcta. Revisa las "
         "mayúsculas y minúsculas. Si la olvidaste, no es posible recuperarla: "
         "tendrás que comprar una firma electrónica nueva a tu entidad "
-        "certificadora."
+        "certificadora. Si estás seguro de la contraseña, el archivo puede "
+        "estar dañado: expórtalo de nuevo desde tu computador."
     ),
     "signature_no_key": (
         "El archivo trae solo el certificado, sin la clave privada, y sin ella "
@@ -641,6 +643,14 @@ def _load(
     if key is None:
         raise _error("signature_no_key")
     certificate = _holder_certificate(key, certificate, others)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        # The SII's electronic documents are signed with RSA (XML-DSig).
+        raise _error(
+            "signature_unsupported",
+            "La firma electrónica usa un tipo de clave que el SII no acepta "
+            "para documentos tributarios (se requiere RSA). Pide a tu entidad "
+            "certificadora una firma electrónica para facturación.",
+        )
 
     _check_dates(certificate, now)
     holder_rut = _holder_rut(certificate)
@@ -706,6 +716,14 @@ class SignatureSealer:
         certificate = signature.certificate.public_bytes(serialization.Encoding.DER)
         payload = _SEAL_MAGIC + len(key).to_bytes(4, "big") + key + certificate
         return self._fernet.encrypt(payload)
+
+    def reseal(self, sealed: bytes) -> bytes:
+        """``sealed`` sealed again under the first key, so that an older key
+        can be retired once every stored blob went through here."""
+        try:
+            return self._fernet.rotate(sealed)
+        except (InvalidToken, TypeError):
+            raise _error("signature_sealed_unreadable") from None
 
     def open(self, sealed: bytes) -> tuple[PrivateKeyTypes, x509.Certificate]:
         """The key and certificate of a blob from ``seal``.

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import attrs
 import pytest
+from cryptography import x509
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
     Encoding,
     NoEncryption,
     PrivateFormat,
     PublicFormat,
     pkcs12,
 )
+from cryptography.x509.oid import NameOID
 
 from haulmer_onboarding import Onboarding, SignatureError
-from haulmer_onboarding.signatures import SignatureSealer
+from haulmer_onboarding.signatures import SignatureSealer, load_signature
 from haulmer_onboarding.store import journeys
 from haulmer_onboarding.testing.journey import JourneyWalker
 from haulmer_onboarding.testing.scenarios import purchase_for
@@ -116,3 +123,49 @@ def test_a_sealed_signature_opens_only_with_a_server_key(
         [Fernet.generate_key().decode(), *onboarding.settings.sealing_keys]
     )
     assert rotated.open(sealed)[1] == certificate
+
+
+def test_old_sealing_keys_can_be_retired_after_resealing(
+    onboarding: Onboarding, catcher: SmtpCatcher
+) -> None:
+    journey_id = upload(onboarding, catcher, make_pkcs12(password=PASSWORD))
+    new_key = Fernet.generate_key().decode()
+    rotated = Onboarding(
+        attrs.evolve(
+            onboarding.settings,
+            sealing_keys=(new_key, *onboarding.settings.sealing_keys),
+        )
+    )
+    assert rotated.reseal_signatures() == 1
+
+    only_new = SignatureSealer([new_key])
+    with rotated.store.begin() as conn:
+        sealed = (
+            conn.execute(journeys.select().where(journeys.c.id == journey_id))
+            .one()
+            .signature_sealed
+        )
+    assert only_new.open(sealed)[1].serial_number
+
+
+def test_a_signature_without_an_rsa_key_is_refused() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Ana Pérez")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=300))
+        .sign(key, hashes.SHA256())
+    )
+    pfx = pkcs12.serialize_key_and_certificates(
+        b"ana", key, certificate, None, BestAvailableEncryption(PASSWORD.encode())
+    )
+    with pytest.raises(SignatureError) as info:
+        load_signature(pfx, PASSWORD, now=now)
+    assert info.value.code == "signature_unsupported"
+    assert "RSA" in info.value.message

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import attrs
@@ -21,6 +22,7 @@ from haulmer_onboarding.testing.customer import (
     wait_for_subject,
 )
 from haulmer_onboarding.testing.scenarios import purchase_for
+from haulmer_onboarding.testing.signatures import make_pkcs12
 
 BUYER = "compras@ferreteria-los-andes.cl"
 GOOD = "Cordillera2026"
@@ -258,3 +260,29 @@ def test_the_administrator_cannot_be_changed_without_end(
     # No account was emailed while the wizard was open.
     to_others = [m for m in stack.catcher.messages if "example.org" in m.to]
     assert to_others == []
+
+
+def test_a_signature_expiring_soon_is_accepted_with_a_warning_shown(
+    stack: Stack, customer: WebCustomer
+) -> None:
+    stack.onboarding.record_purchase(purchase_for("simple", BUYER))
+    created = wait_for_subject(stack.catcher, BUYER, SUBJECTS["password"])
+    page = customer.open(link_in(created, "CREAR CONTRASEÑA"))
+    customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
+    setup = link_in(
+        wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"]), "INICIAR SETUP"
+    )
+    page = customer.submit(
+        customer.submit(customer.open(setup), "COMENZAR"), "SIGUIENTE"
+    )
+    soon = datetime.now(UTC) + timedelta(days=10)
+    pfx = make_pkcs12(password="buena", not_after=soon)
+    page = customer.submit(
+        page,
+        "SIGUIENTE",
+        {"signature_password": "buena"},
+        files={"signature": ("firma.pfx", pfx, "application/x-pkcs12")},
+    )
+    assert page.status == 200
+    assert "Paso 3 de 3" in page.text
+    assert soon.strftime("%d-%m-%Y") in page.text
