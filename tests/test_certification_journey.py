@@ -155,23 +155,12 @@ def test_the_friday_before_fiestas_patrias_gets_the_right_date(
     # are holidays: the 7 business days are 20, 21, 22, 25, 26, 27 and 28.
     clock.now = datetime(2028, 9, 15, 10, 0, tzinfo=SANTIAGO)
     walker = JourneyWalker(facade, catcher, retrying.url)
-    journey = facade.record_purchase(purchase_for("simple", BUYER))
-    buyer = journey.buyer.email
-    facade.set_password(
-        walker.token(buyer, "[Haulmer Accounts]", "CREAR CONTRASEÑA"),
-        walker.password,
-        walker.password,
-    )
-    setup = walker.token(buyer, "¡Habilita", "INICIAR SETUP")
-    facade.begin_setup(setup)
-    assert journey.organization is not None
-    facade.choose_organization(setup, organization_id=journey.organization.id)
     pfx = make_pkcs12(
         password="x1",
         not_before=datetime(2028, 1, 1, tzinfo=SANTIAGO),
         not_after=datetime(2029, 1, 1, tzinfo=SANTIAGO),
     )
-    facade.upload_signature(setup, pfx, "x1")
+    _, setup = walker.to_signature(purchase_for("simple", BUYER), pfx, "x1")
     started = facade.choose_documents(setup, [33])
 
     assert started.certification is not None
@@ -191,18 +180,7 @@ def test_a_late_certification_warns_an_operator_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     walker = JourneyWalker(facade, catcher, retrying.url)
-    journey = facade.record_purchase(purchase_for("simpleboleta", BUYER))
-    buyer = journey.buyer.email
-    facade.set_password(
-        walker.token(buyer, "[Haulmer Accounts]", "CREAR CONTRASEÑA"),
-        walker.password,
-        walker.password,
-    )
-    setup = walker.token(buyer, "¡Habilita", "INICIAR SETUP")
-    facade.begin_setup(setup)
-    assert journey.organization is not None
-    facade.choose_organization(setup, organization_id=journey.organization.id)
-    facade.upload_signature(setup, make_pkcs12(password="x1"), "x1")
+    journey, setup = walker.to_signature(purchase_for("simpleboleta", BUYER))
     started = facade.choose_documents(setup, [39])
     assert started.certification is not None
     promised = started.certification["expected_date"]
@@ -236,18 +214,7 @@ def certifying(
 ) -> tuple[JourneyWalker, int]:
     """A journey whose documents were just chosen."""
     walker = JourneyWalker(facade, catcher, url)
-    journey = facade.record_purchase(purchase_for(scenario, BUYER))
-    buyer = journey.buyer.email
-    facade.set_password(
-        walker.token(buyer, "[Haulmer Accounts]", "CREAR CONTRASEÑA"),
-        walker.password,
-        walker.password,
-    )
-    setup = walker.token(buyer, "¡Habilita", "INICIAR SETUP")
-    facade.begin_setup(setup)
-    assert journey.organization is not None
-    facade.choose_organization(setup, organization_id=journey.organization.id)
-    facade.upload_signature(setup, make_pkcs12(password="x1"), "x1")
+    journey, setup = walker.to_signature(purchase_for(scenario, BUYER))
     facade.choose_documents(setup, [39])
     return walker, journey.id
 

@@ -42,18 +42,8 @@ def database_bytes(onboarding: Onboarding) -> bytes:
 
 def upload(onboarding: Onboarding, catcher: SmtpCatcher, pfx: bytes) -> int:
     walker = JourneyWalker(onboarding, catcher, "http://127.0.0.1:9")
-    journey = onboarding.record_purchase(purchase_for("simple", "ana@example.cl"))
-    buyer = journey.buyer.email
-    onboarding.set_password(
-        walker.token(buyer, "[Haulmer Accounts]", "CREAR CONTRASEÑA"),
-        walker.password,
-        walker.password,
-    )
-    setup = walker.token(buyer, "¡Habilita", "INICIAR SETUP")
-    onboarding.begin_setup(setup)
-    assert journey.organization is not None
-    onboarding.choose_organization(setup, organization_id=journey.organization.id)
-    onboarding.upload_signature(setup, pfx, PASSWORD)
+    purchase = purchase_for("simple", "ana@example.cl")
+    journey, _ = walker.to_signature(purchase, pfx, PASSWORD)
     return journey.id
 
 

@@ -51,10 +51,16 @@ class JourneyWalker:
             raise LookupError(f"no email {subject!r} for {recipient}")
         return link_in(found[-1], button).rsplit("/", 1)[1]
 
-    def to_enabled(
-        self, purchase: Purchase, documents: tuple[int, ...] = ()
-    ) -> Journey:
-        """Record ``purchase`` and take it to an enabled organization."""
+    def to_signature(
+        self,
+        purchase: Purchase,
+        pfx: bytes | None = None,
+        signature_password: str | None = None,
+    ) -> tuple[Journey, str]:
+        """Record ``purchase`` and take it to the documents step: password,
+        the workspace wizard when needed, COMENZAR, the organization and the
+        signature (``pfx``, or a fresh one). Returns the journey and the
+        INICIAR SETUP token, still unused."""
         journey = self.onboarding.record_purchase(purchase)
         buyer = journey.buyer.email
         self.onboarding.set_password(
@@ -80,8 +86,17 @@ class JourneyWalker:
         self.onboarding.choose_organization(
             setup, organization_id=journey.workspace.organizations[0].id
         )
-        pfx = make_pkcs12(password=self.signature_password)
-        self.onboarding.upload_signature(setup, pfx, self.signature_password)
+        password = signature_password or self.signature_password
+        if pfx is None:
+            pfx = make_pkcs12(password=password)
+        self.onboarding.upload_signature(setup, pfx, password)
+        return self.onboarding.journey(journey.id), setup
+
+    def to_enabled(
+        self, purchase: Purchase, documents: tuple[int, ...] = ()
+    ) -> Journey:
+        """Record ``purchase`` and take it to an enabled organization."""
+        _, setup = self.to_signature(purchase)
         journey = self.onboarding.choose_documents(setup, documents)
         return self.finish_certification(journey)
 
