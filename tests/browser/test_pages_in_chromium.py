@@ -46,7 +46,8 @@ def assert_error_beside(page: Page, field: Locator, message: str) -> None:
     error = shown[0]
     expect(error).to_be_visible()
     box, under = field.bounding_box(), error.bounding_box()
-    assert box is not None and under is not None
+    assert box is not None
+    assert under is not None
     gap = under["y"] - (box["y"] + box["height"])
     assert 0 <= gap <= 24, f"the error is {gap:.0f} px away from its field"
     # Nothing else sits between the field and its error.
@@ -84,7 +85,8 @@ def test_the_password_page_works_with_the_keyboard_alone(
     for _ in range(10):
         page.keyboard.press("Tab")
         now = focused(page)
-        assert now["outline"] != "none" and now["width"] != "0px", now
+        assert now["outline"] != "none", now
+        assert now["width"] != "0px", now
         order.append(now["id"] or f"{now['tag']}[{now['type']}]")
         if now["type"] == "submit":
             break
@@ -101,7 +103,8 @@ def test_the_password_page_works_with_the_keyboard_alone(
     page.keyboard.type(kit.password)
     with page.expect_navigation() as navigation:
         page.keyboard.press("Enter")
-    assert navigation.value is not None and navigation.value.status == 200
+    assert navigation.value is not None
+    assert navigation.value.status == 200
     screens.shoot("create-password-done")
     expect(page.get_by_role("heading", level=1)).to_have_text(
         "¡Tu contraseña está lista!"
@@ -268,7 +271,8 @@ def test_no_page_fetches_anything_from_the_internet(
     assert outside == []
     fonts = page.evaluate("() => [...document.fonts].map(f => f.family)")
     assert fonts == []
-    assert offline.seen and all(offline.is_local(url) for url in offline.seen)
+    assert offline.seen
+    assert all(offline.is_local(url) for url in offline.seen)
 
     # The guard is real: a page that went to a CDN would be caught.
     with pytest.raises(PlaywrightError, match="ERR_INTERNET_DISCONNECTED"):
