@@ -69,13 +69,13 @@ def pytest_terminal_summary(
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(playwright: Playwright) -> Iterator[Browser]:
     """Debian's Chromium, headless; skipped (failed under CI) when missing."""
     if not Path(CHROMIUM).is_file():
