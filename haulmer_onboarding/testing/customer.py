@@ -164,6 +164,12 @@ class WebCustomer:
     def close(self) -> None:
         self.client.close()
 
+    def __enter__(self) -> WebCustomer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def _multi(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
