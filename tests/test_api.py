@@ -12,8 +12,8 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from openapi_spec_validator import validate
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from haulmer_onboarding import Stage
 from haulmer_onboarding.cli import SUBJECTS, Stack, local_stack
