@@ -283,8 +283,8 @@ class _Api:
         return _answer({"journey": journey_json(journey)})
 
     async def openapi(self, request: Request) -> Response:
-        base = (request.scope.get("root_path") or "").rstrip("/")
-        return JSONResponse(openapi_document(base))
+        # Below the API's Mount, root_path is the prefix plus /api/v1.
+        return JSONResponse(openapi_document(request.scope["root_path"]))
 
 
 def _signature_file(data: Mapping[str, Any]) -> bytes:

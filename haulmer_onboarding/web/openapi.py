@@ -287,8 +287,9 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def openapi_document(root_path: str = "") -> dict[str, Any]:
-    """The API's description; ``root_path`` is where the app is mounted."""
+def openapi_document(api_path: str = "/api/v1") -> dict[str, Any]:
+    """The API's description; ``api_path`` is where the API is served, with
+    the prefix the app is mounted at."""
     post = _POST_ERRORS
     paths: dict[str, Any] = {
         "/password": {
@@ -409,7 +410,7 @@ def openapi_document(root_path: str = "") -> dict[str, Any]:
             "Errors carry a stable code, a Spanish message and the field at "
             "fault.",
         },
-        "servers": [{"url": f"{root_path}/api/v1"}],
+        "servers": [{"url": api_path}],
         "paths": paths,
         "components": {
             "schemas": _schemas(),
