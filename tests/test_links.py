@@ -508,9 +508,7 @@ def test_forgot_password_is_rate_limited_per_address_and_per_client(
         with WebCustomer() as web:
             form = dict(web.open(url).form("ENVIAR EMAIL").fields)
             for _ in range(3):
-                limited = web.client.post(
-                    url, data={**form, "email": "web@example.cl"}
-                )
+                limited = web.client.post(url, data={**form, "email": "web@example.cl"})
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) > 0
     assert "demasiadas solicitudes" in limited.text
