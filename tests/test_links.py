@@ -466,11 +466,10 @@ def test_forgot_password_answers_the_same_while_smtp_is_down(
     down = variant(settings, smtp_port=9)  # nothing listens on port 9
     down.create_tables()
     down.record_purchase(purchase_for("simple", BUYER))
-    with serve_in_thread(create_app(down)) as server:
-        with WebCustomer() as web:
-            page = web.open(f"{server.url}/olvide-mi-contrasena")
-            known = web.submit(page, "ENVIAR EMAIL", {"email": BUYER})
-            unknown = web.submit(page, "ENVIAR EMAIL", {"email": "nadie@example.cl"})
+    with serve_in_thread(create_app(down)) as server, WebCustomer() as web:
+        page = web.open(f"{server.url}/olvide-mi-contrasena")
+        known = web.submit(page, "ENVIAR EMAIL", {"email": BUYER})
+        unknown = web.submit(page, "ENVIAR EMAIL", {"email": "nadie@example.cl"})
     assert known.status == unknown.status == 200
     assert known.text.replace(BUYER, "X") == unknown.text.replace(
         "nadie@example.cl", "X"

@@ -154,7 +154,8 @@ def test_the_linkless_form_is_bound_to_the_browser_cookie(
     url = stack.web_url + "/olvide-mi-contrasena"
     page = customer.open(url)
     cookie = customer.client.cookies.get(COOKIE)
-    assert cookie and len(cookie) >= 32
+    assert cookie
+    assert len(cookie) >= 32
     response = customer.client.get(url)
     set_cookie = response.headers.get("set-cookie", "")
     assert set_cookie == ""  # the browser's value is kept, not replaced
