@@ -8,6 +8,7 @@ import base64
 import logging
 import threading
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -41,6 +42,36 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 def customer() -> Iterator[WebCustomer]:
     with WebCustomer() as web:
         yield web
+
+
+class _Labels(HTMLParser):
+    """Boxes a person cannot name: no ``<label for>``, not inside a label."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labelled: set[str] = set()
+        self.boxes: list[tuple[str, bool]] = []
+        self.tabindex: list[str] = []
+        self._in_label = 0
+
+    def handle_starttag(self, tag: str, attrs_: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs_}
+        if a.get("tabindex", "0") not in {"0", "-1"}:
+            self.tabindex.append(tag)
+        if tag == "label":
+            self._in_label += 1
+            self.labelled.add(a.get("for", ""))
+        elif tag in {"input", "select", "textarea"} and a.get("type") != "hidden":
+            self.boxes.append((a.get("id", ""), self._in_label > 0))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self._in_label -= 1
+
+    def unnamed(self) -> list[str]:
+        return [
+            box for box, inside in self.boxes if not inside and box not in self.labelled
+        ]
 
 
 def forms_without_token(page: Page) -> list[str]:
@@ -87,6 +118,12 @@ def test_every_form_of_the_journey_carries_a_csrf_token(
     forms = [form for page in seen for form in page.forms() if form.method == "POST"]
     assert len(forms) == len(seen) == 11
     assert [f for page in seen for f in forms_without_token(page)] == []
+    # Every box has a label, and the focus follows the page's order.
+    for page in seen:
+        labels = _Labels()
+        labels.feed(page.html)
+        assert labels.unnamed() == [], page.url
+        assert labels.tabindex == [], page.url
     # A form's token is bound to its own link: another link's is refused.
     assert tax.form("SOLICITAR").fields != page.form("SIGUIENTE").fields
 
@@ -261,3 +298,19 @@ def test_no_token_password_or_file_reaches_any_log(
     ]
     for secret in secrets:
         assert secret not in logged
+
+
+def test_the_development_mailbox_form_is_protected_too(tmp_path: Path) -> None:
+    with local_stack(tmp_path, development=True) as dev, WebCustomer() as web:
+        page = web.open(dev.web_url + "/_dev/correos")
+        assert forms_without_token(page) == []
+        forged = httpx.post(
+            dev.web_url + "/_dev/compras",
+            data={"scenario": "simple", "email": BUYER},
+        )
+        assert forged.status_code == 403
+        assert REFUSED in forged.text
+        assert dev.onboarding.events(1) == []
+        done = web.submit(page, "REGISTRAR COMPRA", {"email": BUYER})
+        assert done.status == 200
+        assert dev.onboarding.events(1)[0].kind == "purchase_recorded"
