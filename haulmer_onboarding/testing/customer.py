@@ -80,9 +80,7 @@ class _FormParser(HTMLParser):
         elif tag == "select" and attrs_.get("name") and "disabled" not in attrs_:
             self._select = [attrs_["name"]]
         elif tag == "option" and self._select is not None:
-            # The selected option, or else the first one.
-            if len(self._select) == 1 or "selected" in attrs_:
-                self._select[1:] = [attrs_.get("value", "")]
+            self._option(self._select, attrs_)
 
     def _input(self, form: Form, attrs_: Mapping[str, str]) -> None:
         kind = attrs_.get("type", "text").lower()
@@ -96,6 +94,12 @@ class _FormParser(HTMLParser):
                 form.fields.append((name, attrs_.get("value", "on")))
         elif kind not in {"submit", "button", "image", "reset"}:
             form.fields.append((name, attrs_.get("value", "")))
+
+    @staticmethod
+    def _option(select: list[str], attrs_: Mapping[str, str]) -> None:
+        """Keep the selected option's value, or else the first one's."""
+        if len(select) == 1 or "selected" in attrs_:
+            select[1:] = [attrs_.get("value", "")]
 
     def handle_data(self, data: str) -> None:
         if self._button is not None:
