@@ -314,3 +314,15 @@ def test_the_development_mailbox_form_is_protected_too(tmp_path: Path) -> None:
         done = web.submit(page, "REGISTRAR COMPRA", {"email": BUYER})
         assert done.status == 200
         assert dev.onboarding.events(1)[0].kind == "purchase_recorded"
+
+
+def test_a_refused_renewal_offers_no_dead_end(stack: Stack) -> None:
+    refused = httpx.post(
+        stack.web_url + "/enlace-nuevo", data={"token": "abc", "purpose": "x"}
+    )
+    assert refused.status_code == 403
+    assert REFUSED in refused.text
+    assert "Volver a la página" not in refused.text
+    forgot = httpx.post(stack.web_url + "/olvide-mi-contrasena", data={"email": BUYER})
+    assert forgot.status_code == 403
+    assert 'href="/olvide-mi-contrasena"' in forgot.text

@@ -639,6 +639,15 @@ class _Pages:
         return RedirectResponse(request.url_for("dev_mailbox").path, 303)
 
 
+def _back(request: Request) -> str | None:
+    """The page a refused form was on, where a fresh form waits."""
+    path = request.url.path
+    if "action" in request.path_params:
+        return path.rsplit("/", 1)[0]
+    route = request.scope.get("route")
+    return path if "GET" in (getattr(route, "methods", None) or ()) else None
+
+
 class _TooLarge(Exception):
     """Raised by ``BodyLimit`` while a handler reads a body past the limit;
     the app answers it with the 413 page."""
@@ -760,10 +769,7 @@ def create_app(
     async def unhandled(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OnboardingError)
         if isinstance(exc, CsrfRefused):
-            # Back to the page the form was on, where a fresh form waits.
-            path = request.url.path
-            back = path.rsplit("/", 1)[0] if "action" in request.path_params else path
-            context = {"title": "No hicimos ningún cambio", "back_url": back}
+            context = {"title": "No hicimos ningún cambio", "back_url": _back(request)}
         else:
             context = {"title": "No pudimos continuar"}
         return pages.render(
