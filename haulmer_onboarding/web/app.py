@@ -2,9 +2,12 @@
 
 A ``GET`` reads the link and shows the page for where the journey stands; it
 never consumes a link, so mail scanners and previews change nothing. A
-``POST`` turns the form into one call on the facade and redirects back to
-the page (post/redirect/get), or shows the form again with the error beside
-its field. The app works under any path prefix it is mounted at.
+``POST`` must carry the CSRF token of its page (``csrf.py``); it turns the
+form into one call on the facade and redirects back to the page
+(post/redirect/get), or shows the form again with the error beside its
+field. The JSON API (``api.py``) is mounted at ``/api/v1`` and the pages'
+stylesheet and script at ``/static``. The app works under any path prefix
+it is mounted at (docs/web.md).
 """
 
 from __future__ import annotations
