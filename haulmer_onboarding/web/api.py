@@ -46,6 +46,7 @@ from haulmer_onboarding.web._common import (
     journey_json,
     offer_json,
 )
+from haulmer_onboarding.web.limits import TooLarge, too_large_error
 from haulmer_onboarding.web.openapi import openapi_document
 
 __all__ = ["api_routes", "error_json"]
@@ -318,14 +319,17 @@ def _documents(data: Mapping[str, Any]) -> list[int | str]:
     return codes
 
 
-def _guarded(handler: Handler) -> Handler:
-    """Answers the SDK's errors as JSON, with the page's status."""
+def _guarded(handler: Handler, max_bytes: int) -> Handler:
+    """Answers the SDK's errors as JSON, with the page's status, and a body
+    over the limit with 413."""
 
     async def guarded(request: Request) -> Response:
         try:
             return await handler(request)
         except OnboardingError as error:
             return error_json(error)
+        except TooLarge:
+            return error_json(too_large_error(max_bytes), 413)
 
     return guarded
 
@@ -333,10 +337,11 @@ def _guarded(handler: Handler) -> Handler:
 def api_routes(onboarding: Onboarding) -> list[Route]:
     """The API's routes, relative to where it is mounted (``/api/v1``)."""
     api = _Api(onboarding)
+    max_bytes = onboarding.settings.signature_max_bytes
 
     def route(path: str, handler: Handler, method: str = "GET") -> Route:
         methods = ["GET", "HEAD"] if method == "GET" else [method]
-        return Route(path, _guarded(handler), methods=methods)
+        return Route(path, _guarded(handler, max_bytes), methods=methods)
 
     def step(
         handler: Callable[[Request, str], Awaitable[Response]], action: str

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from haulmer_onboarding.dte import DteType
 from haulmer_onboarding.errors import (
@@ -58,6 +58,12 @@ from haulmer_onboarding.web.csrf import (
     CsrfRefused,
     link_binding,
     set_browser_cookie,
+)
+from haulmer_onboarding.web.limits import (
+    BodyLimit,
+    TooLarge,
+    route_path,
+    too_large_error,
 )
 
 __all__ = ["create_app"]
@@ -247,19 +253,32 @@ class _Pages:
             )
         return self.render(request, "link_renewed", {"renewed": renewed})
 
-    def too_large(self, scope: Scope, max_bytes: int) -> Response:
-        error = SignatureError(
-            f"El archivo es demasiado grande: el máximo es "
-            f"{max_bytes // 1024} KB. Una firma electrónica (.pfx o .p12) pesa "
-            "unos pocos KB; revisa que hayas elegido el archivo correcto.",
-            code="request_too_large",
-            field="signature",
-        )
+    def too_large(self, scope: Scope) -> Response:
+        """The 413 answer, where no page can be shown around it."""
+        error = too_large_error(self.onboarding.settings.signature_max_bytes)
         request = Request(scope)
-        if _route_path(scope).startswith("/api/"):
+        if route_path(scope).startswith("/api/"):
             return error_json(error, 413)
         return self.render(
             request, "error", {"title": "Archivo demasiado grande", "error": error}, 413
+        )
+
+    async def too_large_page(self, request: Request) -> Response:
+        """The 413 answer; for the signature step, its page with the error
+        beside the file's box."""
+        token = request.path_params.get("token")
+        if request.path_params.get("action") != "firma" or token is None:
+            return self.too_large(request.scope)
+        try:
+            link = await self.call(
+                self.onboarding.open_link, token, Purpose.START_SETUP
+            )
+        except LinkError as exc:
+            return await self.link_error(request, exc, Purpose.START_SETUP)
+        assert link.journey is not None
+        error = too_large_error(self.onboarding.settings.signature_max_bytes)
+        return await self._setup_page(
+            request, link.journey, error=error, step=2, status=413
         )
 
     def order_error(self, request: Request, error: StepOrderError) -> HTMLResponse:
@@ -651,73 +670,6 @@ def _back(request: Request) -> str | None:
     return path if "GET" in (getattr(route, "methods", None) or ()) else None
 
 
-class _TooLarge(Exception):
-    """Raised by ``BodyLimit`` while a handler reads a body past the limit;
-    the app answers it with the 413 page."""
-
-
-def _route_path(scope: Scope) -> str:
-    """The request's path below where the app is mounted."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path") or ""
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-class BodyLimit:
-    """Refuses request bodies over their limit with a 413 answer.
-
-    ``limit`` gives the most bytes a request may send (it depends on the
-    path: the API carries the signature file in base64). A declared
-    ``Content-Length`` is refused before anything is read; a body without
-    one is counted as it streams, so an upload can never fill the server's
-    memory or disk beyond the limit.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        limit: Callable[[Scope], int],
-        too_large: Callable[[Scope, int], Response],
-    ) -> None:
-        self.app = app
-        self.limit = limit
-        self.too_large = too_large
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        max_bytes = self.limit(scope)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > max_bytes:
-            await self.too_large(scope, max_bytes)(scope, receive, send)
-            return
-
-        received = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except _TooLarge:
-            if not started:
-                await self.too_large(scope, max_bytes)(scope, receive, send)
-
-
 def _route(
     path: str,
     endpoint: Callable[[Request], Awaitable[Response]],
@@ -780,7 +732,7 @@ def create_app(
         )
 
     async def too_large(request: Request, exc: Exception) -> Response:
-        return pages.too_large(request.scope, limit(request.scope))
+        return await pages.too_large_page(request)
 
     # Forms are small; the largest body is a signature file and its form, or
     # the same file in base64 inside the API's JSON.
@@ -788,10 +740,10 @@ def create_app(
     api_limit = onboarding.settings.signature_max_bytes * 4 // 3 + 64 * 1024
 
     def limit(scope: Scope) -> int:
-        return api_limit if _route_path(scope).startswith("/api/") else page_limit
+        return api_limit if route_path(scope).startswith("/api/") else page_limit
 
     app = Starlette(
         routes=routes,
-        exception_handlers={OnboardingError: unhandled, _TooLarge: too_large},
+        exception_handlers={OnboardingError: unhandled, TooLarge: too_large},
     )
     return BodyLimit(app, limit, pages.too_large)  # type: ignore[return-value]
