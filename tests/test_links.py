@@ -271,7 +271,9 @@ def test_two_concurrent_posts_over_http_exactly_one_wins(
     token = latest_token(onboarding, catcher, Purpose.TAX_DOCUMENT)
     with serve_in_thread(create_app(onboarding)) as server:
         url = f"{server.url}/documento-tributario/{token}"
-        results = race(3, lambda: httpx.post(url, data={"kind": "boleta"}))
+        with WebCustomer() as web:
+            form = dict(web.open(url).form("SOLICITAR DOCUMENTO").fields)
+        results = race(3, lambda: httpx.post(url, data={**form, "kind": "boleta"}))
     statuses = sorted(r.status_code for r in results)  # type: ignore[attr-defined]
     assert statuses == [200, 410, 410]
     used = [r for r in results if r.status_code == 410]  # type: ignore[attr-defined]
@@ -464,11 +466,11 @@ def test_forgot_password_answers_the_same_while_smtp_is_down(
     down = variant(settings, smtp_port=9)  # nothing listens on port 9
     down.create_tables()
     down.record_purchase(purchase_for("simple", BUYER))
-    with serve_in_thread(create_app(down)) as server:
-        url = f"{server.url}/olvide-mi-contrasena"
-        known = httpx.post(url, data={"email": BUYER})
-        unknown = httpx.post(url, data={"email": "nadie@example.cl"})
-    assert known.status_code == unknown.status_code == 200
+    with serve_in_thread(create_app(down)) as server, WebCustomer() as web:
+        page = web.open(f"{server.url}/olvide-mi-contrasena")
+        known = web.submit(page, "ENVIAR EMAIL", {"email": BUYER})
+        unknown = web.submit(page, "ENVIAR EMAIL", {"email": "nadie@example.cl"})
+    assert known.status == unknown.status == 200
     assert known.text.replace(BUYER, "X") == unknown.text.replace(
         "nadie@example.cl", "X"
     )
@@ -502,9 +504,10 @@ def test_forgot_password_is_rate_limited_per_address_and_per_client(
 
     with serve_in_thread(create_app(strict)) as server:
         url = f"{server.url}/olvide-mi-contrasena"
-        for _ in range(2):
-            httpx.post(url, data={"email": "web@example.cl"})
-        limited = httpx.post(url, data={"email": "web@example.cl"})
+        with WebCustomer() as web:
+            form = dict(web.open(url).form("ENVIAR EMAIL").fields)
+            for _ in range(3):
+                limited = web.client.post(url, data={**form, "email": "web@example.cl"})
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) > 0
     assert "demasiadas solicitudes" in limited.text

@@ -100,14 +100,14 @@ def test_a_huge_upload_is_refused_before_it_is_read(
 ) -> None:
     limit = stack.onboarding.settings.signature_max_bytes
     body = b"x" * (limit + 200_000)
-    declared = httpx.post(
+    # Behind a dead link the upload is never read: the link is the answer.
+    dead = httpx.post(
         stack.web_url + "/setup/garbage/firma",
         files={"signature": ("firma.pfx", body, "application/x-pkcs12")},
     )
-    assert declared.status_code == 413
-    assert "demasiado grande" in declared.text
+    assert dead.status_code == 404
+    assert "no es válido" in dead.text
 
-    # Without a Content-Length the body is counted as it streams.
     stack.onboarding.record_purchase(purchase_for("simple", BUYER))
     created = wait_for_subject(stack.catcher, BUYER, SUBJECTS["password"])
     page = customer.open(link_in(created, "CREAR CONTRASEÑA"))
@@ -115,8 +115,24 @@ def test_a_huge_upload_is_refused_before_it_is_read(
     setup = link_in(
         wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"]), "INICIAR SETUP"
     )
-    customer.submit(customer.submit(customer.open(setup), "COMENZAR"), "SIGUIENTE")
+    page = customer.submit(
+        customer.submit(customer.open(setup), "COMENZAR"), "SIGUIENTE"
+    )
 
+    # A declared Content-Length over the limit: the signature step again,
+    # the message beside the file's box.
+    declared = customer.submit(
+        page,
+        "SIGUIENTE",
+        {"signature_password": "x"},
+        files={"signature": ("firma.pfx", body, "application/x-pkcs12")},
+    )
+    assert declared.status == 413
+    assert "Paso 2 de 3" in declared.text
+    assert 'id="signature-error"' in declared.html
+    assert f"el máximo es {limit // 1024} KB" in declared.text
+
+    # Without a Content-Length the body is counted as it streams.
     def chunks() -> Iterator[bytes]:
         yield (
             b"--b\r\nContent-Disposition: form-data; name=signature; "
@@ -133,10 +149,12 @@ def test_a_huge_upload_is_refused_before_it_is_read(
     )
     assert streamed.status_code == 413
     assert "demasiado grande" in streamed.text
+    assert 'id="signature-error"' in streamed.text
     journey = stack.onboarding.journey_by_order(
         stack.onboarding.events(1)[0].data["order_number"]
     )
     assert journey.stage is Stage.SETUP_ORGANIZATION_CHOSEN
+    assert journey.signature is None
 
 
 def test_a_used_link_shows_its_step_done(stack: Stack, customer: WebCustomer) -> None:
@@ -233,7 +251,11 @@ def test_odd_digits_in_the_url_or_form_are_not_a_crash(
     for path, data in [
         ("/organizacion", {"legal_name": "X SpA", "rut": huge}),
     ]:
-        response = httpx.post(page.url.split("?")[0] + path, data=data)
+        # The form's own CSRF token: only the RUT is odd.
+        token = dict(page.form("CREAR").fields)["csrf_token"]
+        response = httpx.post(
+            page.url.split("?")[0] + path, data={**data, "csrf_token": token}
+        )
         assert response.status_code in {400, 409}
         assert "Internal Server Error" not in response.text
 

@@ -1,8 +1,9 @@
 """A customer without a browser: reads emails, follows links, submits forms.
 
 ``demo`` and the tests use it to walk the journey over real HTTP exactly as
-the pages offer it: the form's own action, its hidden fields and its
-pre-checked boxes are sent, plus what the customer types.
+the pages offer it: the form's own action, its hidden fields (the CSRF token
+among them), its pre-checked boxes and chosen options are sent, plus what
+the customer types; the cookies the pages set come back, as in a browser.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class _FormParser(HTMLParser):
         super().__init__()
         self.forms: list[Form] = []
         self._button: list[str] | None = None
+        # The open <select>: its name and the value a browser would send.
+        self._select: list[str] | None = None
 
     def handle_starttag(
         self, tag: str, attributes: list[tuple[str, str | None]]
@@ -74,6 +77,10 @@ class _FormParser(HTMLParser):
             self._button = []
         elif tag == "input":
             self._input(form, attrs_)
+        elif tag == "select" and attrs_.get("name") and "disabled" not in attrs_:
+            self._select = [attrs_["name"]]
+        elif tag == "option" and self._select is not None:
+            self._option(self._select, attrs_)
 
     def _input(self, form: Form, attrs_: Mapping[str, str]) -> None:
         kind = attrs_.get("type", "text").lower()
@@ -88,6 +95,12 @@ class _FormParser(HTMLParser):
         elif kind not in {"submit", "button", "image", "reset"}:
             form.fields.append((name, attrs_.get("value", "")))
 
+    @staticmethod
+    def _option(select: list[str], attrs_: Mapping[str, str]) -> None:
+        """Keep the selected option's value, or else the first one's."""
+        if len(select) == 1 or "selected" in attrs_:
+            select[1:] = [attrs_.get("value", "")]
+
     def handle_data(self, data: str) -> None:
         if self._button is not None:
             self._button.append(data)
@@ -96,6 +109,10 @@ class _FormParser(HTMLParser):
         if tag == "button" and self._button is not None and self.forms:
             self.forms[-1].buttons.append(" ".join("".join(self._button).split()))
             self._button = None
+        elif tag == "select" and self._select is not None and self.forms:
+            if len(self._select) == 2:
+                self.forms[-1].fields.append((self._select[0], self._select[1]))
+            self._select = None
 
 
 @attrs.frozen
@@ -163,6 +180,12 @@ class WebCustomer:
 
     def close(self) -> None:
         self.client.close()
+
+    def __enter__(self) -> WebCustomer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _multi(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:

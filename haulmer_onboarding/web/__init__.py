@@ -1,4 +1,5 @@
-"""The mountable web app: link pages, and the development mailbox."""
+"""The mountable web app: link pages, a JSON API with its OpenAPI document,
+and the development mailbox."""
 
 from haulmer_onboarding.web.app import create_app
 from haulmer_onboarding.web.redact import RedactLinkTokens

@@ -2,15 +2,19 @@
 
 A ``GET`` reads the link and shows the page for where the journey stands; it
 never consumes a link, so mail scanners and previews change nothing. A
-``POST`` turns the form into one call on the facade and redirects back to
-the page (post/redirect/get), or shows the form again with the error beside
-its field. The app works under any path prefix it is mounted at.
+``POST`` must carry the CSRF token of its page (``csrf.py``); it turns the
+form into one call on the facade and redirects back to the page
+(post/redirect/get), or shows the form again with the error beside its
+field. The JSON API (``api.py``) is mounted at ``/api/v1`` and the pages'
+stylesheet and script at ``/static``. The app works under any path prefix
+it is mounted at (docs/web.md).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,8 +24,9 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from haulmer_onboarding.dte import DteType
 from haulmer_onboarding.errors import (
@@ -39,17 +44,31 @@ from haulmer_onboarding.errors import (
 )
 from haulmer_onboarding.journey import RENEWABLE, Onboarding
 from haulmer_onboarding.models import Journey, Purchase, Stage
+from haulmer_onboarding.passwords import MIN_LENGTH
 from haulmer_onboarding.tokens import Purpose
+from haulmer_onboarding.web._common import (
+    LINK_STATUS,
+    SETUP_STEP,
+    WIZARD_STEP,
+    error_status,
+)
+from haulmer_onboarding.web.api import api_routes, error_json
+from haulmer_onboarding.web.csrf import (
+    CsrfGuard,
+    CsrfRefused,
+    link_binding,
+    set_browser_cookie,
+)
+from haulmer_onboarding.web.limits import (
+    BodyLimit,
+    TooLarge,
+    route_path,
+    too_large_error,
+)
 
 __all__ = ["create_app"]
 
-_LINK_STATUS: dict[type[LinkError], int] = {
-    LinkInvalid: 404,
-    LinkWrongPurpose: 404,
-    LinkExpired: 410,
-    LinkUsed: 410,
-    LinkSuperseded: 410,
-}
+_STATIC = Path(__file__).parent / "static"
 _LINK_TITLES: dict[type[LinkError], str] = {
     LinkInvalid: "Enlace no válido",
     LinkWrongPurpose: "Enlace no válido",
@@ -60,9 +79,12 @@ _LINK_TITLES: dict[type[LinkError], str] = {
 _HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
+    # Styles and the password check are files served by the app itself:
+    # nothing inline, nothing from another host.
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
 }
@@ -75,18 +97,6 @@ _DONE_PAGES = {
     Purpose.TAX_DOCUMENT: "tax_document_done",
 }
 
-_WIZARD_STEP = {
-    Stage.WORKSPACE_PENDING: 0,
-    Stage.WORKSPACE_ACTIVATED: 1,
-    Stage.WORKSPACE_ADMIN_CREATED: 2,
-    Stage.WORKSPACE_NAMED: 3,
-}
-_SETUP_STEP = {
-    Stage.SETUP_PENDING: 0,
-    Stage.SETUP_STARTED: 1,
-    Stage.SETUP_ORGANIZATION_CHOSEN: 2,
-    Stage.SETUP_SIGNATURE_LOADED: 3,
-}
 
 Mailbox = Callable[[], Sequence[Any]]
 #: Sample purchases the development mailbox can record: key -> (label, make)
@@ -125,13 +135,48 @@ class _Pages:
         self.onboarding = onboarding
         self.mailbox = mailbox
         self.scenarios = scenarios
+        self.csrf = CsrfGuard(onboarding.settings.secret_keys)
 
     def render(
-        self, name: str, context: Mapping[str, Any], status: int = 200
+        self,
+        request: Request,
+        name: str,
+        context: Mapping[str, Any],
+        status: int = 200,
     ) -> HTMLResponse:
-        defaults = {"error": None, "show_forgot": False}
+        """The page ``name``; a form behind a link gets its CSRF token."""
+        token = request.path_params.get("token")
+        defaults = {
+            "error": None,
+            "show_forgot": False,
+            "back_url": None,
+            "static": (request.scope.get("root_path") or "") + "/static",
+            "csrf_token": self.csrf.token(link_binding(token)) if token else "",
+        }
         html = self.onboarding.renderer.page(name, {**defaults, **context})
         return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+    def check_csrf(
+        self, request: Request, form: FormData, token: str | None = None
+    ) -> None:
+        """Raise ``CsrfRefused`` unless ``form`` came from our page: the page
+        of the link ``token``, or a linkless page in this browser."""
+        if token is None:
+            self.csrf.check_browser(request, form)
+        else:
+            self.csrf.check(request, form, link_binding(token), max_age=None)
+
+    def browser_form(
+        self, request: Request, name: str, context: Mapping[str, Any], status: int
+    ) -> HTMLResponse:
+        """A linkless page with a form, bound to the browser's cookie."""
+        csrf_token, new_cookie = self.csrf.browser_token(request)
+        response = self.render(
+            request, name, {**context, "csrf_token": csrf_token}, status
+        )
+        if new_cookie is not None:
+            set_browser_cookie(request, response, new_cookie)
+        return response
 
     async def link_error(
         self, request: Request, error: LinkError, purpose: str
@@ -150,6 +195,7 @@ class _Pages:
                 error, kind = other, type(other)
             else:
                 return self.render(
+                    request,
                     "link_expired",
                     {
                         "error": error,
@@ -175,8 +221,9 @@ class _Pages:
                     "journey": done.journey,
                     "already_used": True,
                 }
-                return self.render(_DONE_PAGES[purpose], context, 410)
+                return self.render(request, _DONE_PAGES[purpose], context, 410)
         return self.render(
+            request,
             "error",
             {
                 "title": _LINK_TITLES.get(kind, "Enlace no válido"),
@@ -184,40 +231,59 @@ class _Pages:
                 "show_forgot": purpose == Purpose.CREATE_PASSWORD,
                 "forgot_url": request.url_for("forgot_password").path,
             },
-            _LINK_STATUS.get(kind, 404),
+            LINK_STATUS.get(kind, 404),
         )
 
     async def renew_link(self, request: Request) -> Response:
         form = await _form(request)
         token, purpose = _text(form, "token"), _text(form, "purpose")
+        self.check_csrf(request, form, token)
         try:
             renewed = await self.call(self.onboarding.renew_link, token, purpose)
         except LinkError as exc:
             return self.render(
+                request,
                 "error",
                 {
                     "title": _LINK_TITLES.get(type(exc), "Enlace no válido"),
                     "error": exc,
                     "show_forgot": False,
                 },
-                _LINK_STATUS.get(type(exc), 404),
+                LINK_STATUS.get(type(exc), 404),
             )
-        return self.render("link_renewed", {"renewed": renewed})
+        return self.render(request, "link_renewed", {"renewed": renewed})
 
-    def too_large(self, max_bytes: int) -> Response:
-        error = SignatureError(
-            f"El archivo es demasiado grande: el máximo es "
-            f"{max_bytes // 1024} KB. Una firma electrónica (.pfx o .p12) pesa "
-            "unos pocos KB; revisa que hayas elegido el archivo correcto.",
-            code="request_too_large",
-            field="signature",
-        )
+    def too_large(self, scope: Scope) -> Response:
+        """The 413 answer, where no page can be shown around it."""
+        error = too_large_error(self.onboarding.settings.signature_max_bytes)
+        request = Request(scope)
+        if route_path(scope).startswith("/api/"):
+            return error_json(error, 413)
         return self.render(
-            "error", {"title": "Archivo demasiado grande", "error": error}, 413
+            request, "error", {"title": "Archivo demasiado grande", "error": error}, 413
         )
 
-    def order_error(self, error: StepOrderError) -> HTMLResponse:
+    async def too_large_page(self, request: Request) -> Response:
+        """The 413 answer; for the signature step, its page with the error
+        beside the file's box."""
+        token = request.path_params.get("token")
+        if request.path_params.get("action") != "firma" or token is None:
+            return self.too_large(request.scope)
+        try:
+            link = await self.call(
+                self.onboarding.open_link, token, Purpose.START_SETUP
+            )
+        except LinkError as exc:
+            return await self.link_error(request, exc, Purpose.START_SETUP)
+        assert link.journey is not None
+        error = too_large_error(self.onboarding.settings.signature_max_bytes)
+        return await self._setup_page(
+            request, link.journey, error=error, step=2, status=413
+        )
+
+    def order_error(self, request: Request, error: StepOrderError) -> HTMLResponse:
         return self.render(
+            request,
             "error",
             {"title": "Todavía no", "error": error, "show_forgot": False},
             409,
@@ -237,11 +303,16 @@ class _Pages:
         except LinkError as exc:
             return await self.link_error(request, exc, Purpose.CREATE_PASSWORD)
 
-        context = {"customer": link.customer, "action": request.url.path}
+        context = {
+            "customer": link.customer,
+            "action": request.url.path,
+            "min_length": MIN_LENGTH,
+        }
         if request.method != "POST":
-            return self.render("password", context)
+            return self.render(request, "password", context)
 
         form = await _form(request)
+        self.check_csrf(request, form, token)
         try:
             customer = await self.call(
                 self.onboarding.set_password,
@@ -252,13 +323,18 @@ class _Pages:
         except LinkError as exc:
             return await self.link_error(request, exc, Purpose.CREATE_PASSWORD)
         except OnboardingError as exc:
-            return self.render("password", {**context, "error": exc}, 400)
-        return self.render("password_done", {"customer": customer})
+            return self.render(request, "password", {**context, "error": exc}, 400)
+        return self.render(request, "password_done", {"customer": customer})
 
     async def forgot_password(self, request: Request) -> Response:
-        context: dict[str, Any] = {"action": request.url.path, "sent": False}
+        context: dict[str, Any] = {
+            "action": request.url.path,
+            "sent": False,
+            "email": "",
+        }
         if request.method == "POST":
             form = await _form(request)
+            self.check_csrf(request, form)
             email = _text(form, "email").strip()
             client = request.client.host if request.client else None
             try:
@@ -266,13 +342,18 @@ class _Pages:
                     self.onboarding.request_password_email, email, client=client
                 )
             except RateLimited as exc:
-                response = self.render("forgot", {**context, "error": exc}, 429)
+                response = self.browser_form(
+                    request, "forgot", {**context, "error": exc}, 429
+                )
                 response.headers["Retry-After"] = str(exc.retry_after)
                 return response
             except ValidationError as exc:
-                return self.render("forgot", {**context, "error": exc}, 400)
+                values = {"email": email}
+                return self.browser_form(
+                    request, "forgot", {**context, "error": exc, **values}, 400
+                )
             context.update(sent=True, email=email)
-        return self.render("forgot", context)
+        return self.browser_form(request, "forgot", context, 200)
 
     # -- CREAR WORKSPACE ---------------------------------------------------
 
@@ -297,9 +378,9 @@ class _Pages:
         step: int | None = None,
         status: int = 200,
     ) -> HTMLResponse:
-        if journey.stage not in _WIZARD_STEP:
-            return self.render("workspace_done", {"journey": journey})
-        reached = _WIZARD_STEP[journey.stage]
+        if journey.stage not in WIZARD_STEP:
+            return self.render(request, "workspace_done", {"journey": journey})
+        reached = WIZARD_STEP[journey.stage]
         workspace = journey.workspace
         defaults = {
             "name": journey.buyer.name,
@@ -311,6 +392,7 @@ class _Pages:
         }
         token = request.path_params["token"]
         return self.render(
+            request,
             "workspace",
             {
                 "journey": journey,
@@ -325,9 +407,14 @@ class _Pages:
     async def workspace_action(self, request: Request) -> Response:
         token = request.path_params["token"]
         action = request.path_params["action"]
-        form = await _form(request)
-        values = {k: _text(form, k) for k in form}
         facade = self.onboarding
+        try:
+            await self.call(facade.open_link, token, Purpose.CREATE_WORKSPACE)
+        except LinkError as exc:
+            return await self.link_error(request, exc, Purpose.CREATE_WORKSPACE)
+        form = await _form(request)
+        self.check_csrf(request, form, token)
+        values = {k: _text(form, k) for k in form}
         steps: dict[str, tuple[int, Callable[[], Journey]]] = {
             "activar": (0, lambda: facade.activate_workspace(token)),
             "administrador": (
@@ -355,7 +442,7 @@ class _Pages:
         except LinkError as exc:
             return await self.link_error(request, exc, Purpose.CREATE_WORKSPACE)
         except StepOrderError as exc:
-            return self.order_error(exc)
+            return self.order_error(request, exc)
         except OnboardingError as exc:
             try:
                 link = await self.call(
@@ -368,7 +455,7 @@ class _Pages:
                 request, link.journey, error=exc, values=values, step=step, status=400
             )
         if journey.stage is Stage.SETUP_PENDING:
-            return self.render("workspace_done", {"journey": journey})
+            return self.render(request, "workspace_done", {"journey": journey})
         return RedirectResponse(request.url_for("workspace", token=token).path, 303)
 
     # -- INICIAR SETUP -----------------------------------------------------
@@ -394,12 +481,13 @@ class _Pages:
         step: int | None = None,
         status: int = 200,
     ) -> HTMLResponse:
-        if journey.stage not in _SETUP_STEP:
-            return self.render("setup_done", {"journey": journey})
-        reached = _SETUP_STEP[journey.stage]
+        if journey.stage not in SETUP_STEP:
+            return self.render(request, "setup_done", {"journey": journey})
+        reached = SETUP_STEP[journey.stage]
         offer = await self.call(self.onboarding.document_offer, journey)
         token = request.path_params["token"]
         return self.render(
+            request,
             "setup",
             {
                 "journey": journey,
@@ -424,6 +512,7 @@ class _Pages:
         except LinkError as exc:
             return await self.link_error(request, exc, Purpose.START_SETUP)
         form = await _form(request)
+        self.check_csrf(request, form, token)
         values = {k: _text(form, k) for k in form if k != "signature_password"}
         step = {"comenzar": 0, "organizacion": 1, "firma": 2, "documentos": 3}.get(
             action
@@ -435,7 +524,7 @@ class _Pages:
         except LinkError as exc:
             return await self.link_error(request, exc, Purpose.START_SETUP)
         except StepOrderError as exc:
-            return self.order_error(exc)
+            return self.order_error(request, exc)
         except OnboardingError as exc:
             try:
                 link = await self.call(facade.open_link, token, Purpose.START_SETUP)
@@ -445,8 +534,8 @@ class _Pages:
             return await self._setup_page(
                 request, link.journey, error=exc, values=values, step=step, status=400
             )
-        if journey.stage not in _SETUP_STEP:
-            return self.render("setup_done", {"journey": journey})
+        if journey.stage not in SETUP_STEP:
+            return self.render(request, "setup_done", {"journey": journey})
         return RedirectResponse(request.url_for("setup", token=token).path, 303)
 
     async def _setup_call(self, token: str, action: str, form: FormData) -> Journey:
@@ -502,9 +591,10 @@ class _Pages:
             },
         }
         if request.method != "POST":
-            return self.render("tax_document", context)
+            return self.render(request, "tax_document", context)
 
         form = await _form(request)
+        self.check_csrf(request, form, token)
         values = {k: _text(form, k) for k in form}
         try:
             journey = await self.call(
@@ -520,8 +610,8 @@ class _Pages:
             return await self.link_error(request, exc, Purpose.TAX_DOCUMENT)
         except OnboardingError as exc:
             context["values"].update(values)
-            return self.render("tax_document", {**context, "error": exc}, 400)
-        return self.render("tax_document_done", {"journey": journey})
+            return self.render(request, "tax_document", {**context, "error": exc}, 400)
+        return self.render(request, "tax_document_done", {"journey": journey})
 
     # -- certification status ----------------------------------------------
 
@@ -531,7 +621,7 @@ class _Pages:
             journey = await self.call(self.onboarding.certification_view, token)
         except LinkError as exc:
             return await self.link_error(request, exc, Purpose.CERTIFICATION_STATUS)
-        return self.render("certification", {"journey": journey})
+        return self.render(request, "certification", {"journey": journey})
 
     # -- development mailbox -----------------------------------------------
 
@@ -546,17 +636,20 @@ class _Pages:
             }
             for number, message in enumerate(self.mailbox(), start=1)
         ]
-        return self.render(
+        return self.browser_form(
+            request,
             "dev_mailbox",
             {
                 "messages": messages,
                 "scenarios": [(key, s[0]) for key, s in self.scenarios.items()],
                 "purchase_action": request.url_for("dev_purchase").path,
             },
+            200,
         )
 
     async def dev_purchase(self, request: Request) -> Response:
         form = await _form(request)
+        self.check_csrf(request, form)
         scenario = self.scenarios.get(_text(form, "scenario"))
         if scenario is None:
             return Response("escenario desconocido", status_code=400)
@@ -568,61 +661,13 @@ class _Pages:
         return RedirectResponse(request.url_for("dev_mailbox").path, 303)
 
 
-class _TooLarge(Exception):
-    """Raised by ``BodyLimit`` while a handler reads a body past the limit;
-    the app answers it with the 413 page."""
-
-
-class BodyLimit:
-    """Refuses request bodies over ``max_bytes`` with a 413 page.
-
-    A declared ``Content-Length`` is refused before anything is read; a body
-    without one is counted as it streams, so an upload can never fill the
-    server's memory or disk beyond the limit.
-    """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_bytes: int,
-        too_large: Callable[[int], Response],
-    ) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.too_large = too_large
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self.too_large(self.max_bytes)(scope, receive, send)
-            return
-
-        received = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except _TooLarge:
-            if not started:
-                await self.too_large(self.max_bytes)(scope, receive, send)
+def _back(request: Request) -> str | None:
+    """The page a refused form was on, where a fresh form waits."""
+    path = request.url.path
+    if "action" in request.path_params:
+        return path.rsplit("/", 1)[0]
+    route = request.scope.get("route")
+    return path if "GET" in (getattr(route, "methods", None) or ()) else None
 
 
 def _route(
@@ -667,6 +712,8 @@ def create_app(
             "/documento-tributario/{token}", pages.tax_document, "tax_document", both
         ),
         _route("/certificacion/{token}", pages.certification, "certification"),
+        Mount("/api/v1", routes=api_routes(onboarding)),
+        Mount("/static", StaticFiles(directory=_STATIC), name="static"),
     ]
     if onboarding.settings.development and mailbox is not None:
         routes += [
@@ -676,17 +723,27 @@ def create_app(
 
     async def unhandled(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OnboardingError)
+        if isinstance(exc, CsrfRefused):
+            context = {"title": "No hicimos ningún cambio", "back_url": _back(request)}
+        else:
+            context = {"title": "No pudimos continuar"}
         return pages.render(
-            "error", {"title": "No pudimos continuar", "error": exc}, 400
+            request, "error", {**context, "error": exc}, error_status(exc)
         )
 
     async def too_large(request: Request, exc: Exception) -> Response:
-        return pages.too_large(limit)
+        return await pages.too_large_page(request)
 
-    # Forms are small; the largest body is a signature file and its form.
-    limit = onboarding.settings.signature_max_bytes + 64 * 1024
+    # Forms are small; the largest body is a signature file and its form, or
+    # the same file in base64 inside the API's JSON.
+    page_limit = onboarding.settings.signature_max_bytes + 64 * 1024
+    api_limit = onboarding.settings.signature_max_bytes * 4 // 3 + 64 * 1024
+
+    def limit(scope: Scope) -> int:
+        return api_limit if route_path(scope).startswith("/api/") else page_limit
+
     app = Starlette(
         routes=routes,
-        exception_handlers={OnboardingError: unhandled, _TooLarge: too_large},
+        exception_handlers={OnboardingError: unhandled, TooLarge: too_large},
     )
     return BodyLimit(app, limit, pages.too_large)  # type: ignore[return-value]
