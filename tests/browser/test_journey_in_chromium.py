@@ -90,9 +90,23 @@ def test_the_customer_clicks_through_the_whole_journey(
     # CREAR CONTRASEÑA: two boxes, the rule, the confirmation.
     email = kit.mailbox.expect(SUBJECTS["password"], to=BUYER)
     screens.open(email.link("CREAR CONTRASEÑA"), "create-password")
-    expect(page.get_by_text("Al menos 8 caracteres")).to_be_visible()
+    expect(page.locator("#password-rule")).to_contain_text("Al menos 8 caracteres")
+    # The rule is checked as the customer types, before anything is sent.
+    rule = page.locator("#password-rules li")
+    page.get_by_label("Nueva contraseña").fill("abc")
+    expect(rule.filter(has_text="Letras minúsculas")).to_have_class("met")
+    expect(rule.filter(has_text="Al menos 8 caracteres")).to_have_class("unmet")
+    expect(rule.filter(has_text="Números")).to_have_class("unmet")
+    page.get_by_label("Repite la contraseña").fill("abd")
+    expect(page.locator("#confirmation-match")).to_have_text(
+        "Las contraseñas no coinciden."
+    )
     page.get_by_label("Nueva contraseña").fill(PASSWORD)
+    expect(rule.and_(page.locator(".met"))).to_have_count(4)
     page.get_by_label("Repite la contraseña").fill(PASSWORD)
+    expect(page.locator("#confirmation-match")).to_have_text(
+        "Las contraseñas coinciden."
+    )
     screens.press("CREAR CONTRASEÑA", "create-password-done")
     assert heading(page) == "¡Tu contraseña está lista!"
 

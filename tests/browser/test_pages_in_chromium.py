@@ -61,7 +61,9 @@ def assert_error_beside(page: Page, field: Locator, message: str) -> None:
         [field.element_handle(), error.element_handle()],
     )
     assert between is not None, "the error does not follow its field"
-    assert all('class="hint"' in html for html in between), between
+    # Only the field's own help may: its hint, and the live rule checks.
+    helpers = ('class="hint"', 'class="rules"', 'class="match')
+    assert all(any(h in html for h in helpers) for html in between), between
 
 
 def set_password_over_http(kit) -> None:
