@@ -742,8 +742,9 @@ def _load(
         raise _error(
             "signature_rut_mismatch",
             f"La firma electrónica es del RUT {holder_rut.formatted()} y no del "
-            f"RUT {expected_rut.formatted()} que indicaste. Sube la firma "
-            "electrónica de esa persona.",
+            f"RUT {expected_rut.formatted()} que indicaste para el representante "
+            "legal. Sube la firma electrónica del representante legal, o corrige "
+            "su RUT si lo escribiste mal.",
         )
 
     not_after = certificate.not_valid_after_utc
