@@ -8,8 +8,9 @@ exception type out, whatever the bytes are.
 
 The checks run from the cheapest to the most specific: size, the shape of
 the file (a ``.cer``, a ``.pem``, a zip or a picture is told apart from a
-damaged ``.pfx`` before any password is tried), the password, the key and
-certificate pair, the validity dates, and the holder's RUT.
+damaged ``.pfx`` before any password is tried), the password (and, when the
+file does not open, whether the password or the file is at fault), the key
+and certificate pair, the validity dates, and the holder's RUT.
 
 ``SignatureSealer`` encrypts the key and certificate for storage with
 Fernet keys that can be rotated. The signature's password is never stored:
@@ -449,7 +450,7 @@ def _encrypted_parts(data: bytes) -> list[bytes]:
                     parts.append(_alone(part))
             except Exception:  # noqa: S112 - a damaged part is skipped
                 continue
-            if len(parts) == _MAX_PARTS:
+            if len(parts) >= _MAX_PARTS:
                 break
     except Exception:
         return parts
@@ -678,10 +679,12 @@ def load_signature(
     ``now`` must be timezone-aware. Raises ``SignatureError`` with one of the
     codes ``signature_empty``, ``signature_too_large``,
     ``signature_not_pkcs12``, ``signature_corrupt``,
-    ``signature_wrong_password``, ``signature_no_key``,
-    ``signature_no_certificate``, ``signature_key_mismatch``,
-    ``signature_expired``, ``signature_not_yet_valid``, ``signature_no_rut``
-    and ``signature_rut_mismatch`` (when ``expected_rut`` is given), and
+    ``signature_unsupported``, ``signature_wrong_password``,
+    ``signature_damaged`` (the password is right, the file damaged inside),
+    ``signature_no_key``, ``signature_no_certificate``,
+    ``signature_key_mismatch``, ``signature_expired``,
+    ``signature_not_yet_valid``, ``signature_no_rut`` and
+    ``signature_rut_mismatch`` (when ``expected_rut`` is given), and
     never another exception for any ``data``. A certificate that expires
     within ``expiry_warning_days`` loads, with a warning in ``info.warnings``.
     """

@@ -371,6 +371,9 @@ def test_fuzz_truncations_are_corrupt(valid: bytes, data: st.DataObject) -> None
     assert refused(valid[:keep]).code == "signature_corrupt"
 
 
+# A flip in CBC ciphertext flips the same bit of the next block's plaintext,
+# so a damaged certificate may still parse, with a negative serial.
+@pytest.mark.filterwarnings("ignore:Parsed a serial number")
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_fuzz_flipped_bytes(valid: bytes, data: st.DataObject) -> None:
