@@ -341,11 +341,17 @@ def _setup_wizard(customer: WebCustomer, message: object, say: Timeline) -> None
     page = customer.submit(
         page,
         "SIGUIENTE",
-        {"signature_password": signature_password},
+        {
+            "legal_representative_rut": "15.678.901-1",
+            "signature_password": signature_password,
+        },
         files={"signature": ("camila-rojas.pfx", pfx, "application/x-pkcs12")},
     )
     _expect(page, "firma electrónica")
-    say(f"→ step 2, SIGUIENTE: {len(pfx)}-byte .pfx signature uploaded")
+    say(
+        f"→ step 2, SIGUIENTE: legal representative 15.678.901-1 and the "
+        f"{len(pfx)}-byte .pfx of her signature"
+    )
     page = customer.submit(page, "SIGUIENTE")
     _expect(page, "documentos")
     say("→ step 3, SIGUIENTE: documents chosen; the certification starts")

@@ -192,6 +192,19 @@ def _parse_rut(value: str, field: str = "rut") -> Rut:
     return rut
 
 
+def _representative_rut(value: str) -> Rut:
+    field = "legal_representative_rut"
+    try:
+        return Rut.parse(value)
+    except ValidationError as exc:
+        if exc.code == "rut_empty":
+            raise RutError(
+                "Ingresa el RUT del representante legal.", code="rut_empty", field=field
+            ) from None
+        exc.field = field
+        raise
+
+
 @attrs.frozen
 class Link:
     """A link as a page shows it: its claims, and what it acts on."""
@@ -1100,13 +1113,29 @@ class Onboarding:
             self._event(conn, pending, row.id, "organization_chosen")
             return self._reload(conn, row.id)
 
-    def upload_signature(self, token: str, data: bytes, password: str) -> Journey:
+    def upload_signature(
+        self,
+        token: str,
+        data: bytes,
+        password: str,
+        legal_representative_rut: str | None = None,
+    ) -> Journey:
         """Step 2: the legal representative's PKCS#12 file and its password.
+
+        ``legal_representative_rut`` is the RUT the customer gives for the
+        legal representative (the setup page asks for it): a certificate of
+        another holder is refused (``signature_rut_mismatch``), and the RUT
+        is kept with the signature's facts. ``None``, for a program that
+        does not ask, checks no holder.
 
         The password is used to open the file and then forgotten; the key and
         certificate are sealed under the server's key, and only the
         certificate's public facts are kept in clear.
         """
+        self._peek(token, Purpose.START_SETUP)
+        representative = None
+        if legal_representative_rut is not None:
+            representative = _representative_rut(legal_representative_rut)
         # The step's turn is checked first, then the file is opened outside
         # the transaction: key derivation must never hold the write lock.
         with self.store.begin() as conn:
@@ -1115,6 +1144,7 @@ class Onboarding:
             data,
             password,
             now=self.clock(),
+            expected_rut=representative,
             max_bytes=self.settings.signature_max_bytes,
             expiry_warning_days=self.settings.signature_expiry_warning_days,
         )
@@ -1127,7 +1157,12 @@ class Onboarding:
                 conn,
                 row,
                 Stage.SETUP_SIGNATURE_LOADED,
-                signature_info=loaded.info.as_dict(),
+                signature_info={
+                    **loaded.info.as_dict(),
+                    "legal_representative_rut": None
+                    if representative is None
+                    else str(representative),
+                },
                 signature_sealed=sealed,
             )
             self._event(

@@ -8,8 +8,9 @@ exception type out, whatever the bytes are.
 
 The checks run from the cheapest to the most specific: size, the shape of
 the file (a ``.cer``, a ``.pem``, a zip or a picture is told apart from a
-damaged ``.pfx`` before any password is tried), the password, the key and
-certificate pair, the validity dates, and the holder's RUT.
+damaged ``.pfx`` before any password is tried), the password (and, when the
+file does not open, whether the password or the file is at fault), the key
+and certificate pair, the validity dates, and the holder's RUT.
 
 ``SignatureSealer`` encrypts the key and certificate for storage with
 Fernet keys that can be rotated. The signature's password is never stored:
@@ -25,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import attrs
+from asn1crypto import cms as asn1_cms
+from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes, serialization
@@ -61,6 +64,12 @@ _MESSAGES = {
         "tendrás que comprar una firma electrónica nueva a tu entidad "
         "certificadora. Si estás seguro de la contraseña, el archivo puede "
         "estar dañado: expórtalo de nuevo desde tu computador."
+    ),
+    "signature_damaged": (
+        "La contraseña es correcta, pero el archivo de la firma electrónica "
+        "está dañado por dentro y no se puede leer. No necesitas comprar una "
+        "firma nueva: expórtala otra vez desde el computador donde la tienes "
+        "instalada, o pide el archivo de nuevo a tu entidad certificadora."
     ),
     "signature_no_key": (
         "El archivo trae solo el certificado, sin la clave privada, y sin ella "
@@ -338,8 +347,14 @@ def _iteration_counts(data: bytes) -> list[int]:
     return counts
 
 
+#: Key derivations a file may declare. Real files declare three (the MAC, the
+#: key, the certificates); each can cost ``MAX_ITERATIONS``.
+MAX_DERIVATIONS = 8
+
+
 def _check_work(data: bytes) -> None:
-    if any(count > MAX_ITERATIONS for count in _iteration_counts(data)):
+    counts = _iteration_counts(data)
+    if len(counts) > MAX_DERIVATIONS or any(c > MAX_ITERATIONS for c in counts):
         raise _error(
             "signature_unsupported",
             "La firma electrónica usa una protección fuera de lo habitual y no "
@@ -370,14 +385,84 @@ def _password_candidates(password: str) -> list[bytes]:
 
 
 def _open(data: bytes, password: str) -> _Contents:
-    for candidate in _password_candidates(password):
+    candidates = _password_candidates(password)
+    for candidate in candidates:
         try:
             return pkcs12.load_key_and_certificates(data, candidate)
         except ValueError:
             # cryptography says the same for a wrong password and for damaged
-            # content; the shape was checked already, so it is the password.
+            # content: which one it was is found out below.
             continue
+    parts = _encrypted_parts(data)
+    if any(_opens(part, candidate) for part in parts for candidate in candidates):
+        raise _error("signature_damaged")
     raise _error("signature_wrong_password")
+
+
+# --- Telling a damaged file from a wrong password ----------------------------
+#
+# The file's MAC covers every encrypted part, so damage anywhere inside fails
+# it exactly as a wrong password does. But each encrypted part can also be
+# opened on its own: a file repacked around that one part, without a MAC, is
+# handed to cryptography (its own key derivation and ciphers do the work).
+# A part that opens proves the password right (a wrong one leaves a part
+# undecryptable, or decrypted to noise that does not parse), so the file is
+# damaged. A file whose only encrypted part is the damaged one, or whose MAC
+# is the only check, still reads as a wrong password: nothing can tell.
+
+#: Encrypted parts tried on their own; real files have two (the key and the
+#: certificates), and ``_check_work`` bounds what each one costs.
+_MAX_PARTS = 4
+
+
+def _alone(part: asn1_cms.ContentInfo) -> bytes:
+    """A PFX, without MAC, holding only ``part``."""
+    safe = asn1_pkcs12.AuthenticatedSafe([part])
+    content = asn1_cms.ContentInfo({"content_type": "data", "content": safe.dump()})
+    alone: bytes = asn1_pkcs12.Pfx({"version": "v3", "auth_safe": content}).dump()
+    return alone
+
+
+def _is_encrypted(part: asn1_cms.ContentInfo) -> bool:
+    kind = part["content_type"].native
+    if kind == "encrypted_data":
+        return True
+    if kind != "data":
+        return False
+    bags = asn1_pkcs12.SafeContents.load(part["content"].native)
+    return any(bag["bag_id"].native == "pkcs8_shrouded_key_bag" for bag in bags)
+
+
+def _encrypted_parts(data: bytes) -> list[bytes]:
+    """Each password-encrypted part of the PFX ``data``, as a PFX of its own.
+
+    asn1crypto raises many types on bad input: a part that does not parse
+    is left out, and a file whose outer structure does not has none.
+    """
+    parts: list[bytes] = []
+    try:
+        pfx = asn1_pkcs12.Pfx.load(data)
+        if pfx["auth_safe"]["content_type"].native != "data":
+            return parts
+        for part in pfx.authenticated_safe:
+            try:
+                if _is_encrypted(part):
+                    parts.append(_alone(part))
+            except Exception:  # noqa: S112 - a damaged part is skipped
+                continue
+            if len(parts) >= _MAX_PARTS:
+                break
+    except Exception:
+        return parts
+    return parts
+
+
+def _opens(part: bytes, password: bytes) -> bool:
+    try:
+        pkcs12.load_key_and_certificates(part, password)
+    except ValueError:
+        return False
+    return True
 
 
 def _public_der(key: PrivateKeyTypes | x509.Certificate) -> bytes:
@@ -594,10 +679,12 @@ def load_signature(
     ``now`` must be timezone-aware. Raises ``SignatureError`` with one of the
     codes ``signature_empty``, ``signature_too_large``,
     ``signature_not_pkcs12``, ``signature_corrupt``,
-    ``signature_wrong_password``, ``signature_no_key``,
-    ``signature_no_certificate``, ``signature_key_mismatch``,
-    ``signature_expired``, ``signature_not_yet_valid``, ``signature_no_rut``
-    and ``signature_rut_mismatch`` (when ``expected_rut`` is given), and
+    ``signature_unsupported``, ``signature_wrong_password``,
+    ``signature_damaged`` (the password is right, the file damaged inside),
+    ``signature_no_key``, ``signature_no_certificate``,
+    ``signature_key_mismatch``, ``signature_expired``,
+    ``signature_not_yet_valid``, ``signature_no_rut`` and
+    ``signature_rut_mismatch`` (when ``expected_rut`` is given), and
     never another exception for any ``data``. A certificate that expires
     within ``expiry_warning_days`` loads, with a warning in ``info.warnings``.
     """
@@ -658,8 +745,9 @@ def _load(
         raise _error(
             "signature_rut_mismatch",
             f"La firma electrónica es del RUT {holder_rut.formatted()} y no del "
-            f"RUT {expected_rut.formatted()} que indicaste. Sube la firma "
-            "electrónica de esa persona.",
+            f"RUT {expected_rut.formatted()} que indicaste para el representante "
+            "legal. Sube la firma electrónica del representante legal, o corrige "
+            "su RUT si lo escribiste mal.",
         )
 
     not_after = certificate.not_valid_after_utc

@@ -27,6 +27,9 @@ from haulmer_onboarding.testing.signatures import make_pkcs12
 BUYER = "compras@ferreteria-los-andes.cl"
 GOOD = "Cordillera2026"
 
+# The holder RUT make_pkcs12 writes: the legal representative the customer types.
+REP = "12.345.678-5"
+
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
@@ -184,21 +187,51 @@ def test_the_api_walks_the_whole_journey_and_refuses_bad_input(
     assert chosen.json()["step"] == 2
     pfx = make_pkcs12(password="buena")
     for body, code, field in [
-        ({"signature_password": "buena"}, "signature_missing", "signature"),
         (
-            {"signature": "no es base64!", "signature_password": "x"},
+            {"legal_representative_rut": REP, "signature_password": "buena"},
+            "signature_missing",
+            "signature",
+        ),
+        (
+            {
+                "legal_representative_rut": REP,
+                "signature": "no es base64!",
+                "signature_password": "x",
+            },
             "signature_not_base64",
             "signature",
         ),
         (
-            {"signature": b64(b"%PDF-1.4 no es una firma"), "signature_password": "x"},
+            {
+                "legal_representative_rut": REP,
+                "signature": b64(b"%PDF-1.4 no es una firma"),
+                "signature_password": "x",
+            },
             "signature_not_pkcs12",
             "signature",
         ),
         (
-            {"signature": b64(pfx), "signature_password": "otra"},
+            {
+                "legal_representative_rut": REP,
+                "signature": b64(pfx),
+                "signature_password": "otra",
+            },
             "signature_wrong_password",
             "signature_password",
+        ),
+        (
+            {"signature": b64(pfx), "signature_password": "buena"},
+            "rut_empty",
+            "legal_representative_rut",
+        ),
+        (
+            {
+                "legal_representative_rut": "11.111.111-1",
+                "signature": b64(pfx),
+                "signature_password": "buena",
+            },
+            "signature_rut_mismatch",
+            "signature",
         ),
     ]:
         refused = api.post("/setup/signature", headers=setup, json=body)
@@ -212,7 +245,11 @@ def test_the_api_walks_the_whole_journey_and_refuses_bad_input(
     loaded = api.post(
         "/setup/signature",
         headers=setup,
-        json={"signature": b64(pfx), "signature_password": "buena"},
+        json={
+            "legal_representative_rut": REP,
+            "signature": b64(pfx),
+            "signature_password": "buena",
+        },
     )
     assert loaded.status_code == 200
     answer = api.get("/setup", headers=setup).json()
@@ -276,7 +313,11 @@ def test_a_bad_tax_document_or_document_code_is_refused(
     api.post(
         "/setup/signature",
         headers=setup,
-        json={"signature": b64(make_pkcs12(password="b")), "signature_password": "b"},
+        json={
+            "legal_representative_rut": REP,
+            "signature": b64(make_pkcs12(password="b")),
+            "signature_password": "b",
+        },
     )
     # "No document chosen" is a page test (test_web_bad_inputs): every
     # shipped product requires one, so it needs a product of its own.
@@ -478,7 +519,11 @@ def test_each_successful_answer_matches_the_document(stack: Stack) -> None:
         "POST",
         "/setup/signature",
         setup,
-        {"signature": b64(pfx), "signature_password": "buena"},
+        {
+            "legal_representative_rut": REP,
+            "signature": b64(pfx),
+            "signature_password": "buena",
+        },
     )
     started = call("POST", "/setup/documents", setup, {"documents": [33, 39]})
     assert started["journey"]["stage"] == "certifying"

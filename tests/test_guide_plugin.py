@@ -88,6 +88,7 @@ def test_the_customer_walks_the_guide_and_the_store_opens(
     page = page.press("SIGUIENTE")
     page = page.press(
         "SIGUIENTE",
+        legal_representative_rut="12.345.678-5",
         signature=kit.signature(),
         signature_password=kit.signature_password,
     )

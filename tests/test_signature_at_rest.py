@@ -68,7 +68,9 @@ def test_the_database_holds_no_key_no_password_and_only_public_facts(
         "not_after",
         "fingerprint_sha256",
         "warnings",
+        "legal_representative_rut",
     }
+    assert stored["legal_representative_rut"] == "12345678-5"
 
     dump = database_bytes(onboarding)
     secret_forms = [

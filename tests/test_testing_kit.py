@@ -46,6 +46,7 @@ def test_the_customer_follows_the_guide(journey_kit):
     page = page.press("COMENZAR").press("SIGUIENTE")
     page = page.press(
         "SIGUIENTE",
+        legal_representative_rut="12.345.678-5",
         signature=kit.signature(),
         signature_password=kit.signature_password,
     )

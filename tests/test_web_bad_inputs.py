@@ -38,6 +38,9 @@ WORKSPACE = "[Workspace] Crea tu nuevo espacio de trabajo"
 SETUP = "¡Habilita tu organización para emitir documentos!"
 TAX = "¿Boleta o factura?"
 
+# The holder RUT make_pkcs12 writes, typed as the legal representative's.
+REP = "12.345.678-5"
+
 
 class ExportsOnly:
     """A product whose documents are all optional, so that choosing none is
@@ -397,7 +400,10 @@ def test_each_setup_step_answers_its_bad_input_beside_the_field(
         ),
     ]:
         refused = customer.submit(
-            page, "SIGUIENTE", {"signature_password": password}, files=files
+            page,
+            "SIGUIENTE",
+            {"legal_representative_rut": REP, "signature_password": password},
+            files=files,
         )
         assert refused.status == 400, said
         assert said in beside(refused, field)
@@ -409,7 +415,7 @@ def test_each_setup_step_answers_its_bad_input_beside_the_field(
     page = customer.submit(
         page,
         "SIGUIENTE",
-        {"signature_password": "buena"},
+        {"legal_representative_rut": REP, "signature_password": "buena"},
         files={"signature": ("firma.pfx", pfx, "application/x-pkcs12")},
     )
     assert "Paso 3 de 3" in page.text
@@ -501,7 +507,11 @@ def test_setup_steps_cannot_be_skipped_or_pointed_elsewhere(
     pfx = make_pkcs12(password="buena")
     early = customer.client.post(
         f"{url}/firma",
-        data={"csrf_token": token, "signature_password": "buena"},
+        data={
+            "csrf_token": token,
+            "legal_representative_rut": REP,
+            "signature_password": "buena",
+        },
         files={"signature": ("firma.pfx", pfx, "application/x-pkcs12")},
     )
     assert early.status_code == 409

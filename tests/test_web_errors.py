@@ -302,7 +302,7 @@ def test_a_signature_expiring_soon_is_accepted_with_a_warning_shown(
     page = customer.submit(
         page,
         "SIGUIENTE",
-        {"signature_password": "buena"},
+        {"signature_password": "buena", "legal_representative_rut": "12.345.678-5"},
         files={"signature": ("firma.pfx", pfx, "application/x-pkcs12")},
     )
     assert page.status == 200

@@ -132,7 +132,7 @@ def test_pages_walk_the_journey_and_show_errors_in_spanish(
     page = customer.submit(
         page,
         "SIGUIENTE",
-        {"signature_password": "otra"},
+        {"signature_password": "otra", "legal_representative_rut": "12.345.678-5"},
         files={
             "signature": (
                 "firma.pfx",
@@ -146,7 +146,7 @@ def test_pages_walk_the_journey_and_show_errors_in_spanish(
     page = customer.submit(
         customer.open(setup_url),
         "SIGUIENTE",
-        {"signature_password": "buena"},
+        {"signature_password": "buena", "legal_representative_rut": "12.345.678-5"},
         files={
             "signature": (
                 "firma.pfx",

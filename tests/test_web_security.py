@@ -31,6 +31,9 @@ GOOD = "Cordillera2026"
 SIGNATURE_PASSWORD = "clave-de-la-firma-9"
 REFUSED = "No hicimos ningún cambio"
 
+# The holder RUT make_pkcs12 writes, typed as the legal representative's.
+REP = "12.345.678-5"
+
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
@@ -110,7 +113,7 @@ def test_every_form_of_the_journey_carries_a_csrf_token(
         customer.submit(
             page,
             "SIGUIENTE",
-            {"signature_password": "buena"},
+            {"legal_representative_rut": REP, "signature_password": "buena"},
             files={"signature": ("firma.pfx", pfx, "application/x-pkcs12")},
         )
     )
@@ -258,11 +261,17 @@ def test_no_token_password_or_file_reaches_any_log(
     pfx = make_pkcs12(password=SIGNATURE_PASSWORD)
     upload = {"signature": ("firma.pfx", pfx, "application/x-pkcs12")}
     wrong = customer.submit(
-        page, "SIGUIENTE", {"signature_password": "otra-clave-7"}, files=upload
+        page,
+        "SIGUIENTE",
+        {"legal_representative_rut": REP, "signature_password": "otra-clave-7"},
+        files=upload,
     )
     assert wrong.status == 400
     done = customer.submit(
-        page, "SIGUIENTE", {"signature_password": SIGNATURE_PASSWORD}, files=upload
+        page,
+        "SIGUIENTE",
+        {"legal_representative_rut": REP, "signature_password": SIGNATURE_PASSWORD},
+        files=upload,
     )
     assert "Paso 3 de 3" in done.text
     api = httpx.post(
@@ -270,6 +279,7 @@ def test_no_token_password_or_file_reaches_any_log(
         headers={"Authorization": "Bearer " + setup.rsplit("/", 1)[1]},
         json={
             "signature": base64.b64encode(pfx).decode(),
+            "legal_representative_rut": REP,
             "signature_password": "clave-por-la-api-3",
         },
     )

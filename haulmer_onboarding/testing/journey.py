@@ -11,8 +11,10 @@ from __future__ import annotations
 import attrs
 import httpx
 
+from haulmer_onboarding.errors import SignatureError
 from haulmer_onboarding.journey import Onboarding
 from haulmer_onboarding.models import Journey, Purchase, Stage
+from haulmer_onboarding.signatures import load_signature
 from haulmer_onboarding.testing.customer import link_in
 from haulmer_onboarding.testing.signatures import make_pkcs12
 from haulmer_onboarding.testing.smtp import CaughtMessage, SmtpCatcher
@@ -56,11 +58,14 @@ class JourneyWalker:
         purchase: Purchase,
         pfx: bytes | None = None,
         signature_password: str | None = None,
+        legal_representative_rut: str | None = None,
     ) -> tuple[Journey, str]:
         """Record ``purchase`` and take it to the documents step: password,
         the workspace wizard when needed, COMENZAR, the organization and the
-        signature (``pfx``, or a fresh one). Returns the journey and the
-        INICIAR SETUP token, still unused."""
+        signature (``pfx``, or a fresh one). The legal representative's RUT
+        typed is ``legal_representative_rut``, or else the holder's of the
+        signature, as a customer uploading that person's file would type it.
+        Returns the journey and the INICIAR SETUP token, still unused."""
         journey = self.onboarding.record_purchase(purchase)
         buyer = journey.buyer.email
         self.onboarding.set_password(
@@ -89,8 +94,18 @@ class JourneyWalker:
         password = signature_password or self.signature_password
         if pfx is None:
             pfx = make_pkcs12(password=password)
-        self.onboarding.upload_signature(setup, pfx, password)
+        if legal_representative_rut is None:
+            legal_representative_rut = self._holder_rut(pfx, password)
+        self.onboarding.upload_signature(setup, pfx, password, legal_representative_rut)
         return self.onboarding.journey(journey.id), setup
+
+    def _holder_rut(self, pfx: bytes, password: str) -> str | None:
+        try:
+            loaded = load_signature(pfx, password, now=self.onboarding.clock())
+        except SignatureError:
+            return None  # the upload itself will say what is wrong
+        rut = loaded.info.holder_rut
+        return None if rut is None else rut.formatted()
 
     def to_enabled(
         self, purchase: Purchase, documents: tuple[int, ...] = ()

@@ -38,6 +38,7 @@ __all__ = [
     "make_certificate_der",
     "make_certificate_pem",
     "make_pkcs12",
+    "require_openssl",
 ]
 
 AUTHORITY_NAME = "E-Cert Chile Pruebas"
@@ -230,6 +231,23 @@ def _pem(*items: x509.Certificate | rsa.RSAPrivateKey) -> bytes:
                 )
             )
     return b"".join(chunks)
+
+
+def require_openssl() -> str:
+    """The system ``openssl`` command, for a test that makes files with it.
+
+    Without the command the test is skipped on a developer's machine and
+    fails under ``CI=true``: CI installs it, so its absence there is a
+    broken setup, not a reason to test less.
+    """
+    import pytest  # only tests call this; make_pkcs12 must not need pytest
+
+    found = shutil.which("openssl")
+    if found is not None:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail("the openssl command is missing; .ci/run installs it")
+    pytest.skip("the openssl command is not installed")
 
 
 def _openssl_export(

@@ -240,6 +240,7 @@ class _Api:
                 token,
                 _signature_file(data),
                 _text(data, "signature_password"),
+                _text(data, "legal_representative_rut"),
             )
         else:
             journey = await self.call(facade.choose_documents, token, _documents(data))

@@ -494,7 +494,12 @@ class _Pages:
                 "step": step if step is not None else _requested_step(request, reached),
                 "action": str(request.url_for("setup", token=token).path),
                 "error": error,
-                "values": {"legal_name": "", "rut": "", **(values or {})},
+                "values": {
+                    "legal_name": "",
+                    "rut": "",
+                    "legal_representative_rut": "",
+                    **(values or {}),
+                },
                 "offer": offer,
                 "titles": {code.value: code.title for code in DteType},
             },
@@ -564,7 +569,11 @@ class _Pages:
                 )
             data = await upload.read()
             return await self.call(  # type: ignore[no-any-return]
-                facade.upload_signature, token, data, _text(form, "signature_password")
+                facade.upload_signature,
+                token,
+                data,
+                _text(form, "signature_password"),
+                _text(form, "legal_representative_rut"),
             )
         codes = [c for c in form.getlist("documents") if isinstance(c, str)]
         return await self.call(facade.choose_documents, token, codes)  # type: ignore[no-any-return]

@@ -252,8 +252,17 @@ def _schemas() -> dict[str, Any]:
         },
         "Signature": {
             "type": "object",
-            "required": ["signature", "signature_password"],
+            "required": [
+                "legal_representative_rut",
+                "signature",
+                "signature_password",
+            ],
             "properties": {
+                "legal_representative_rut": {
+                    "type": "string",
+                    "description": "The legal representative's RUT; a "
+                    "certificate of another holder is refused",
+                },
                 "signature": {
                     "type": "string",
                     "format": "byte",

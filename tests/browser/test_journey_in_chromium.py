@@ -138,7 +138,10 @@ def test_the_customer_clicks_through_the_whole_journey(
     screens.press("SIGUIENTE", "setup-step2-signature")
 
     signature = tmp_path / "firma-representante.p12"
-    signature.write_bytes(make_pkcs12(password=SIGNATURE_PASSWORD))
+    signature.write_bytes(
+        make_pkcs12(password=SIGNATURE_PASSWORD, holder_rut="12.345.678-5")
+    )
+    page.get_by_label("RUT del representante legal").fill("12.345.678-5")
     page.get_by_label("Carga tu firma electrónica").set_input_files(signature)
     page.get_by_label("Contraseña de la firma").fill(SIGNATURE_PASSWORD)
     screens.press("SIGUIENTE", "setup-step3-documents")
