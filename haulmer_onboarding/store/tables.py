@@ -23,7 +23,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-metadata = MetaData()
+# Named constraints: a later migration can drop or alter them by name on
+# every backend (SQLite and PostgreSQL would otherwise name them apart).
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
