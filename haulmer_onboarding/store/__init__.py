@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,23 +55,26 @@ __all__ = [
 ]
 
 
-# SQLite's own busy handler waits this long for the write lock; ``Store``
-# then logs and tries again until its ``lock_timeout``.
-_BUSY_SLICE_MS = 2000
+# SQLite's own busy handler waits at most this long for the write lock;
+# ``Store`` then logs and tries again until its ``lock_timeout``.
+_BUSY_SLICE = 2.0
 
 
-def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    # The driver's own transaction handling is off: ``Store.begin`` opens
-    # each transaction itself.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    # WAL lets the relay read while a request writes; the timeout turns a
-    # short lock wait into a wait rather than an error.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={_BUSY_SLICE_MS}")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # The driver's own transaction handling is off: ``Store.begin``
+        # opens each transaction itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL lets the relay read while a request writes; the timeout turns
+        # a short lock wait into a wait rather than an error.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 def _busy(exc: BaseException) -> bool:
@@ -93,7 +96,8 @@ class Store:
 
     ``lock_timeout`` is how long a SQLite transaction waits for another
     process's write lock before it gives up; meanwhile it retries, and logs a
-    warning every two seconds of waiting.
+    warning every two seconds of waiting. It is the time a request may hang
+    behind a long write (a migration, a backup), not a normal wait.
     """
 
     def __init__(
@@ -123,7 +127,8 @@ class Store:
         self._held: list[Connection] = []
         self._held_lock = threading.Lock()
         if self._sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            busy_ms = int(min(_BUSY_SLICE, lock_timeout) * 1000)
+            event.listen(self.engine, "connect", _sqlite_pragmas(busy_ms))
 
     @property
     def dialect(self) -> str:
@@ -171,7 +176,8 @@ class Store:
             except sqlite3.OperationalError as exc:
                 waited = time.monotonic() - started
                 if not _busy(exc) or waited >= self.lock_timeout:
-                    raise
+                    # As every other database error reaches callers.
+                    raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
                 logger.warning(
                     "the SQLite database has been locked by another writer "
                     "for %.0fs; still waiting",
