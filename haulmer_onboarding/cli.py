@@ -4,6 +4,7 @@
 ``serve``    runs the same parts for a person to click through.
 ``worker``   runs a deployment's background work, configured by environment.
 ``plugins``  lists the loaded plugins and the hooks each implements.
+``migrate``  brings the database to the newest schema (or prints its SQL).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import secrets
 import socket
@@ -400,6 +402,26 @@ def run_worker(interval: float, poll_interval: float) -> int:
     return 0
 
 
+def run_migrate(given: str | None, as_sql: bool) -> int:
+    """Migrate the database at ``given`` (else HAULMER_ONBOARDING_DATABASE_URL,
+    else the settings' default)."""
+    from haulmer_onboarding.store import Store, migrations
+
+    default = str(attrs.fields(Settings).database_url.default)
+    url = given or os.environ.get("HAULMER_ONBOARDING_DATABASE_URL") or default
+    if as_sql:
+        print(migrations.sql(url))
+        return 0
+    store = Store(url)
+    try:
+        changed = migrations.upgrade(store)
+    finally:
+        store.dispose()
+    state = "migrated to" if changed else "already at"
+    print(f"database {state} revision {migrations.head_revision()}")
+    return 0
+
+
 def run_plugins(as_json: bool) -> int:
     plugins = Plugins(blocked=Settings.blocked_plugins_from_env())
     described = plugins.describe()
@@ -450,6 +472,16 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--interval", type=float, default=0.5)
     worker.add_argument("--poll-interval", type=float, default=30.0)
 
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the database to the newest schema "
+        "(HAULMER_ONBOARDING_DATABASE_URL)",
+    )
+    migrate.add_argument("--database-url", help="instead of the environment's")
+    migrate.add_argument(
+        "--sql", action="store_true", help="print the SQL instead of running it"
+    )
+
     plugins = commands.add_parser("plugins", help="list loaded plugins")
     plugins.add_argument("--json", action="store_true")
     return parser
@@ -476,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_serve(args.port, args.data, args.business_day)
     if args.command == "worker":
         return run_worker(args.interval, args.poll_interval)
+    if args.command == "migrate":
+        return run_migrate(args.database_url, args.sql)
     return run_plugins(args.json)
 
 

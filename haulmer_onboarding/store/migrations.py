@@ -25,7 +25,14 @@ from sqlalchemy import Connection
 if TYPE_CHECKING:
     from haulmer_onboarding.store import Store
 
-__all__ = ["FIRST_REVISION", "current_revision", "head_revision", "sql", "upgrade"]
+__all__ = [
+    "FIRST_REVISION",
+    "current_revision",
+    "downgrade",
+    "head_revision",
+    "sql",
+    "upgrade",
+]
 
 logger = logging.getLogger("haulmer_onboarding")
 
@@ -93,7 +100,9 @@ def downgrade(store: Store, revision: str) -> None:
 def sql(url: str, revision: str = "head") -> str:
     """The SQL that upgrades an empty database at ``url``'s kind to
     ``revision``, for a database administrator to review and run."""
-    config = _config(url=url)
+    from haulmer_onboarding.store import database_url
+
+    config = _config(url=database_url(url).render_as_string(hide_password=False))
     output = io.StringIO()
     config.output_buffer = output
     command.upgrade(config, revision, sql=True)
