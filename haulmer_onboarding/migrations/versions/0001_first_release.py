@@ -262,7 +262,6 @@ def upgrade() -> None:
         sa.Column("template", sa.String(length=80), nullable=False),
         sa.Column("recipient", sa.String(length=320), nullable=False),
         sa.Column("subject", sa.String(length=300), nullable=False),
-        sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("claimed_by", sa.String(length=40), nullable=True),
@@ -271,6 +270,7 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(
             ["journey_id"], ["journeys.id"], name=op.f("fk_outbox_journey_id_journeys")
         ),
