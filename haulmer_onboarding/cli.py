@@ -28,6 +28,7 @@ from cryptography.fernet import Fernet
 
 from haulmer_onboarding.hookspecs import Plugins
 from haulmer_onboarding.journey import Onboarding
+from haulmer_onboarding.migrations import migrate, sql_script
 from haulmer_onboarding.models import Stage
 from haulmer_onboarding.sandbox import create_sandbox_app
 from haulmer_onboarding.settings import Settings
@@ -405,20 +406,14 @@ def run_worker(interval: float, poll_interval: float) -> int:
 def run_migrate(given: str | None, as_sql: bool) -> int:
     """Migrate the database at ``given`` (else HAULMER_ONBOARDING_DATABASE_URL,
     else the settings' default)."""
-    from haulmer_onboarding.store import Store, migrations
-
     default = str(attrs.fields(Settings).database_url.default)
     url = given or os.environ.get("HAULMER_ONBOARDING_DATABASE_URL") or default
     if as_sql:
-        print(migrations.sql(url))
+        print(sql_script(url))
         return 0
-    store = Store(url)
-    try:
-        changed = migrations.upgrade(store)
-    finally:
-        store.dispose()
+    changed, revision = migrate(url)
     state = "migrated to" if changed else "already at"
-    print(f"database {state} revision {migrations.head_revision()}")
+    print(f"database {state} revision {revision}")
     return 0
 
 

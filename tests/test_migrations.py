@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -98,3 +99,17 @@ def test_the_migrate_command_upgrades_and_prints_sql(
     assert migrations.head_revision() in capsys.readouterr().out
     assert schema_differences(store) == []
     store.dispose()
+
+
+def test_a_new_revision_on_a_current_database_finds_nothing_to_do(
+    database_url: str, tmp_path: Path
+) -> None:
+    store = Store(database_url)
+    store.create_all()
+    path = Path(migrations.new_revision(store, "nothing", folder=str(tmp_path)))
+    store.dispose()
+    script = path.read_text(encoding="utf-8")
+    assert path.parent == tmp_path
+    assert f"down_revision = {migrations.head_revision()!r}" in script
+    upgrade = script.split("def upgrade() -> None:")[1].split("def downgrade")[0]
+    assert "op." not in upgrade  # the migrations already build every table

@@ -249,8 +249,10 @@ class Relay:
                 rows = self._claim()
                 if rows:
                     sent += self._deliver_batch(rows)
-                if len(rows) < self._batch_size:
-                    self.close()  # drained (or the server is away)
+                if len(rows) < self._batch_size or self._smtp is None:
+                    # Drained, or the server is away: the next call or the
+                    # retry times will tell.
+                    self.close()
                     return sent
                 if time.monotonic() - started > _CALL_BUDGET:
                     return sent

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from functools import cache
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -30,6 +33,7 @@ __all__ = [
     "current_revision",
     "downgrade",
     "head_revision",
+    "new_revision",
     "sql",
     "upgrade",
 ]
@@ -95,6 +99,30 @@ def downgrade(store: Store, revision: str) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
         command.downgrade(_config(conn), revision)
+
+
+def new_revision(store: Store, message: str, folder: str | None = None) -> str:
+    """Write a new migration script comparing ``store``'s database (at the
+    newest revision) with the tables module; return its path.
+
+    For the project's developers: review and edit what it wrote. ``folder``
+    writes it elsewhere than the package's ``versions/`` (tests do).
+    """
+    with store.begin() as conn:
+        config = _config(conn)
+        if folder is not None:
+            shipped = Path(str(resources.files("haulmer_onboarding.migrations")))
+            config.set_main_option("path_separator", "os")
+            config.set_main_option(
+                "version_locations",
+                os.pathsep.join([str(shipped / "versions"), folder]),
+            )
+        script = command.revision(
+            config, message, autogenerate=True, version_path=folder
+        )
+    if script is None or isinstance(script, list):
+        raise RuntimeError("Alembic wrote no script, or more than one")
+    return str(script.path)
 
 
 def sql(url: str, revision: str = "head") -> str:
