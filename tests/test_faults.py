@@ -249,7 +249,7 @@ def test_a_relay_killed_mid_batch_is_resumed_by_another_after_its_lease(
     assert stranded, "the relay finished before it was killed"
     assert all(r.claimed_until is not None for r in stranded)
     # Those the server had accepted but the relay had not yet marked sent
-    # (it marks them in groups, within a tenth of a second) will go twice.
+    # (it marks them in groups, within 0.2 s) will go twice.
     received_before = set(smtp.message_ids())
     unmarked = {r.message_id for r in stranded} & received_before
 

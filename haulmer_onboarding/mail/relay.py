@@ -10,7 +10,7 @@ several relays, threads or processes, can share one outbox:
 - a recipient's emails leave in the order they were queued, even with many
   relays: a row waits while an earlier unsent row to the same address is
   claimed elsewhere or waiting for a retry.
-- emails the SMTP server accepted are marked sent within 50 ms, 25 at a
+- emails the SMTP server accepted are marked sent within 0.2 s, 100 at a
   time at most, so in normal operation each is sent once. A relay that
   dies before that mark leaves those rows to be sent again when its lease
   ends: delivery is at least once, and a copy carries the same
