@@ -4,6 +4,7 @@
 ``serve``    runs the same parts for a person to click through.
 ``worker``   runs a deployment's background work, configured by environment.
 ``plugins``  lists the loaded plugins and the hooks each implements.
+``migrate``  brings the database to the newest schema (or prints its SQL).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import secrets
 import socket
@@ -26,6 +28,7 @@ from cryptography.fernet import Fernet
 
 from haulmer_onboarding.hookspecs import Plugins
 from haulmer_onboarding.journey import Onboarding
+from haulmer_onboarding.migrations import migrate, sql_script
 from haulmer_onboarding.models import Stage
 from haulmer_onboarding.sandbox import create_sandbox_app
 from haulmer_onboarding.settings import Settings
@@ -406,6 +409,20 @@ def run_worker(interval: float, poll_interval: float) -> int:
     return 0
 
 
+def run_migrate(given: str | None, as_sql: bool) -> int:
+    """Migrate the database at ``given`` (else HAULMER_ONBOARDING_DATABASE_URL,
+    else the settings' default)."""
+    default = str(attrs.fields(Settings).database_url.default)
+    url = given or os.environ.get("HAULMER_ONBOARDING_DATABASE_URL") or default
+    if as_sql:
+        print(sql_script(url))
+        return 0
+    changed, revision = migrate(url)
+    state = "migrated to" if changed else "already at"
+    print(f"database {state} revision {revision}")
+    return 0
+
+
 def run_plugins(as_json: bool) -> int:
     plugins = Plugins(blocked=Settings.blocked_plugins_from_env())
     described = plugins.describe()
@@ -456,6 +473,16 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--interval", type=float, default=0.5)
     worker.add_argument("--poll-interval", type=float, default=30.0)
 
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the database to the newest schema "
+        "(HAULMER_ONBOARDING_DATABASE_URL)",
+    )
+    migrate.add_argument("--database-url", help="instead of the environment's")
+    migrate.add_argument(
+        "--sql", action="store_true", help="print the SQL instead of running it"
+    )
+
     plugins = commands.add_parser("plugins", help="list loaded plugins")
     plugins.add_argument("--json", action="store_true")
     return parser
@@ -482,6 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_serve(args.port, args.data, args.business_day)
     if args.command == "worker":
         return run_worker(args.interval, args.poll_interval)
+    if args.command == "migrate":
+        return run_migrate(args.database_url, args.sql)
     return run_plugins(args.json)
 
 

@@ -492,8 +492,17 @@ class Onboarding:
         """Record a paid purchase and queue the journey's first emails.
 
         Recording the same order number again returns the journey it already
-        has and sends nothing.
+        has and sends nothing, also when both arrive at the same instant.
         """
+        try:
+            return self._record_purchase(purchase)
+        except sa.exc.IntegrityError:
+            # Another worker recorded this order (or this buyer) between our
+            # read and our insert; our transaction rolled back, and reading
+            # again finds theirs.
+            return self._record_purchase(purchase)
+
+    def _record_purchase(self, purchase: Purchase) -> Journey:
         order_number = _required_text(
             purchase.order_number, "order_number", "el número de orden", 64
         )

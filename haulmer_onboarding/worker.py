@@ -75,6 +75,7 @@ class Worker:
                 busy = False
             if not busy:
                 self._stop.wait(self._interval)
+        self._relay.close()
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():

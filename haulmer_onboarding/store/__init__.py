@@ -8,8 +8,11 @@ emails it queues commit or roll back together.
 from __future__ import annotations
 
 import contextlib
+import logging
+import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,9 +36,12 @@ from haulmer_onboarding.store.tables import (
     workspaces,
 )
 
+logger = logging.getLogger("haulmer_onboarding")
+
 __all__ = [
     "Store",
     "customers",
+    "database_url",
     "enablement_actions",
     "events",
     "journeys",
@@ -49,47 +55,93 @@ __all__ = [
 ]
 
 
-def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    # The driver's own transaction handling is off: ``Store.begin`` opens
-    # each transaction itself.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    # WAL lets the relay read while a request writes; the timeout turns a
-    # short lock wait into a wait rather than an error.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+# SQLite's own busy handler waits at most this long for the write lock;
+# ``Store`` then logs and tries again until its ``lock_timeout``.
+_BUSY_SLICE = 2.0
+
+
+def _sqlite_pragmas(busy_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        # The driver's own transaction handling is off: ``Store.begin``
+        # opens each transaction itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL lets the relay read while a request writes; the timeout turns
+        # a short lock wait into a wait rather than an error.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
+
+
+def _busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def database_url(url: str) -> sa.URL:
+    """``url`` as the engine gets it: a bare ``postgresql://`` URL means the
+    psycopg 3 driver, the one the ``postgresql`` extra installs."""
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
 
 
 class Store:
-    """One database, given by a SQLAlchemy URL (SQLite file or PostgreSQL)."""
+    """One database, given by a SQLAlchemy URL (SQLite file or PostgreSQL).
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    ``lock_timeout`` is how long a SQLite transaction waits for another
+    process's write lock before it gives up; meanwhile it retries, and logs a
+    warning every two seconds of waiting. It is the time a request may hang
+    behind a long write (a migration, a backup), not a normal wait.
+    """
+
+    def __init__(
+        self, url: str, *, echo: bool = False, lock_timeout: float = 60.0
+    ) -> None:
         self.url = url
-        self._sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
-        # With a connection held per thread, a pool's size limit could only
-        # make threads wait: SQLite gets no pool.
+        parsed = database_url(url)
+        self._sqlite = parsed.get_backend_name() == "sqlite"
+        self.lock_timeout = lock_timeout
         options: dict[str, Any] = {}
         if self._sqlite:
-            # Closed from another thread only at shutdown (``dispose``).
+            # With a connection held per thread, a pool's size limit could
+            # only make threads wait: SQLite gets no pool. Closed from
+            # another thread only at shutdown (``dispose``).
             options = {
                 "poolclass": NullPool,
                 "connect_args": {"check_same_thread": False},
             }
-        self.engine: Engine = sa.create_engine(url, echo=echo, **options)
+        else:
+            # A server restart or an idle timeout must cost a reconnect, not
+            # an error in the first request after it.
+            options = {"pool_pre_ping": True}
+        self.engine: Engine = sa.create_engine(parsed, echo=echo, **options)
         # SQLite connections are cheap to keep and costly to check out of a
         # pool on every click: each thread keeps its own.
         self._local = threading.local()
         self._held: list[Connection] = []
         self._held_lock = threading.Lock()
         if self._sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            busy_ms = int(min(_BUSY_SLICE, lock_timeout) * 1000)
+            event.listen(self.engine, "connect", _sqlite_pragmas(busy_ms))
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return str(self.engine.dialect.name)
 
     def create_all(self) -> None:
-        """Create the tables that do not exist yet."""
-        metadata.create_all(self.engine)
+        """Bring the schema to the newest migration: creates every table in
+        an empty database, upgrades an older one, and does nothing (one
+        query) on a current one. Safe to call from many processes at once."""
+        from haulmer_onboarding.store import migrations
+
+        migrations.upgrade(self)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -100,12 +152,7 @@ class Store:
             return
 
         conn = self._thread_connection()
-        # pysqlite would open the transaction at the first write, letting
-        # two writers both read and then collide; BEGIN IMMEDIATE takes the
-        # write lock up front, so a link consumed by one request is seen by
-        # the next.
-        driver = conn.connection.driver_connection
-        driver.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        self._begin_immediate(conn)
         try:
             with conn.begin():
                 yield conn
@@ -113,6 +160,29 @@ class Store:
             if conn.invalidated:
                 self._local.conn = None
             raise
+
+    def _begin_immediate(self, conn: Connection) -> None:
+        # pysqlite would open the transaction at the first write, letting
+        # two writers both read and then collide; BEGIN IMMEDIATE takes the
+        # write lock up front, so a link consumed by one request is seen by
+        # the next. Nothing ran yet, so a busy database is simply retried.
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        started = time.monotonic()
+        while True:
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                waited = time.monotonic() - started
+                if not _busy(exc) or waited >= self.lock_timeout:
+                    # As every other database error reaches callers.
+                    raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+                logger.warning(
+                    "the SQLite database has been locked by another writer "
+                    "for %.0fs; still waiting",
+                    waited,
+                )
 
     def _thread_connection(self) -> Connection:
         conn: Connection | None = getattr(self._local, "conn", None)

@@ -23,7 +23,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-metadata = MetaData()
+# Named constraints: a later migration can drop or alter them by name on
+# every backend (SQLite and PostgreSQL would otherwise name them apart).
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -141,7 +150,6 @@ outbox = Table(
     Column("template", String(80), nullable=False),
     Column("recipient", String(320), nullable=False),
     Column("subject", String(300), nullable=False),
-    Column("raw", LargeBinary, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("claimed_by", String(40)),
@@ -151,6 +159,9 @@ outbox = Table(
     # Refused for good (a 5xx about this message): never retried.
     _when("failed_at"),
     _when("created_at", nullable=False),
+    # Last: SQLite keeps a long value in overflow pages, and reading any
+    # column after it would walk them; the relay's queries read the others.
+    Column("raw", LargeBinary, nullable=False),
 )
 Index("ix_outbox_pending", outbox.c.sent_at, outbox.c.next_attempt_at)
 Index("ix_outbox_recipient", outbox.c.recipient, outbox.c.id)
