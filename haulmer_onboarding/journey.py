@@ -481,6 +481,11 @@ class Onboarding:
         Recording the same order number again returns the journey it already
         has and sends nothing.
         """
+        return self.receive_purchase(purchase)[0]
+
+    def receive_purchase(self, purchase: Purchase) -> tuple[Journey, bool]:
+        """``record_purchase``, also saying whether this call recorded the
+        purchase (``True``) or found its order number already recorded."""
         order_number = _required_text(
             purchase.order_number, "order_number", "el número de orden", 64
         )
@@ -515,7 +520,7 @@ class Onboarding:
                         f"La orden {order_number} ya fue registrada con otros datos.",
                         code="purchase_conflict",
                     )
-                return self._journey(conn, existing)
+                return self._journey(conn, existing), False
 
             now = self.clock()
             customer = store.customer_by_email(conn, email)
@@ -595,7 +600,7 @@ class Onboarding:
                 self._send_start_setup(conn, pending, row)
             row = store.journey_row(conn, journey_id)
             assert row is not None
-            return self._journey(conn, row)
+            return self._journey(conn, row), True
 
     # -- the emails that carry a step's link -------------------------------
 

@@ -40,6 +40,7 @@ from haulmer_onboarding.errors import (
 from haulmer_onboarding.journey import RENEWABLE, Onboarding
 from haulmer_onboarding.models import Journey, Purchase, Stage
 from haulmer_onboarding.tokens import Purpose
+from haulmer_onboarding.web.intake import intake_routes
 
 __all__ = ["create_app"]
 
@@ -667,6 +668,7 @@ def create_app(
             "/documento-tributario/{token}", pages.tax_document, "tax_document", both
         ),
         _route("/certificacion/{token}", pages.certification, "certification"),
+        *intake_routes(onboarding),
     ]
     if onboarding.settings.development and mailbox is not None:
         routes += [
