@@ -31,7 +31,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+import anyio.to_thread
+import sqlalchemy.exc
+from anyio import CapacityLimiter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -290,6 +292,22 @@ def _error(exc: OnboardingError, status: int) -> JSONResponse:
     return JSONResponse({"error": exc.as_dict()}, status_code=status)
 
 
+_BUSY = WebhookRefused(
+    503,
+    "temporarily_unavailable",
+    "No pudimos registrar la compra en este momento; reintenta en unos "
+    "segundos con la misma orden.",
+)
+
+
+_BROKEN = WebhookRefused(
+    500,
+    "internal_error",
+    "No pudimos registrar la compra por un error nuestro; reintenta más tarde "
+    "con la misma orden.",
+)
+
+
 def _status_of(exc: OnboardingError) -> int:
     if isinstance(exc, WebhookRefused):
         return exc.status
@@ -320,6 +338,12 @@ async def _read_body(request: Request) -> bytes:
 class _Intake:
     def __init__(self, onboarding: Onboarding) -> None:
         self.onboarding = onboarding
+        # SQLite takes one writer at a time: purchases wait their turn here,
+        # first come first served, rather than in SQLite's busy loop, where
+        # a burst starves other writers (the relay) past their timeout.
+        # PostgreSQL takes them side by side, up to its pool's size.
+        sqlite = onboarding.store.url.startswith("sqlite")
+        self.writers = CapacityLimiter(1 if sqlite else 15)
 
     def _check(self, request: Request, body: bytes) -> None:
         settings = self.onboarding.settings
@@ -356,8 +380,8 @@ class _Intake:
                     400, "body_not_json", "El cuerpo no es JSON válido en UTF-8."
                 ) from None
             purchase = purchase_from_json(data)
-            journey, created = await run_in_threadpool(
-                self.onboarding.receive_purchase, purchase
+            journey, created = await anyio.to_thread.run_sync(
+                self.onboarding.receive_purchase, purchase, limiter=self.writers
             )
         except OnboardingError as exc:
             status = _status_of(exc)
@@ -370,6 +394,19 @@ class _Intake:
                 client,
             )
             return _error(exc, status)
+        except sqlalchemy.exc.OperationalError:
+            # The database did not answer in time (a lock held too long, a
+            # connection lost): nothing was recorded, and the shop's retry
+            # will be answered as the first delivery would have been.
+            logger.warning(
+                "purchase webhook answered 503: the database is busy or gone"
+            )
+            response = _error(_BUSY, 503)
+            response.headers["Retry-After"] = "2"
+            return response
+        except Exception:
+            logger.exception("purchase webhook failed; answered 500")
+            return _error(_BROKEN, 500)
 
         if created:
             logger.info(
