@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from haulmer_onboarding.errors import ConflictError, OnboardingError
 from haulmer_onboarding.journey import Onboarding
-from haulmer_onboarding.models import Purchase, PurchaseItem
+from haulmer_onboarding.models import Journey, Purchase, PurchaseItem
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -368,6 +368,20 @@ class _Intake:
                 "El cuerpo debe enviarse como application/json.",
             )
 
+    async def record(self, purchase: Purchase) -> tuple[Journey, bool]:
+        receive = self.onboarding.receive_purchase
+        try:
+            return await anyio.to_thread.run_sync(
+                receive, purchase, limiter=self.writers
+            )
+        except sqlalchemy.exc.IntegrityError:
+            # PostgreSQL: another delivery of the same order committed
+            # between this one's lookup and its insert. It is there now, so
+            # this delivery is a repeat (or a conflict) like any other.
+            return await anyio.to_thread.run_sync(
+                receive, purchase, limiter=self.writers
+            )
+
     async def purchases(self, request: Request) -> JSONResponse:
         client = request.client.host if request.client else "?"
         try:
@@ -380,9 +394,7 @@ class _Intake:
                     400, "body_not_json", "El cuerpo no es JSON válido en UTF-8."
                 ) from None
             purchase = purchase_from_json(data)
-            journey, created = await anyio.to_thread.run_sync(
-                self.onboarding.receive_purchase, purchase, limiter=self.writers
-            )
+            journey, created = await self.record(purchase)
         except OnboardingError as exc:
             status = _status_of(exc)
             # The code says what was wrong; the header and body are never
