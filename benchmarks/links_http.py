@@ -39,18 +39,23 @@ LINKS = 200
 ROUNDS = 3
 
 _LUA = """
-local paths = {}
-for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+-- Each line: a path, then (for a POST) a tab and the form's body.
+local paths, bodies = {}, {}
+for line in io.lines(os.getenv("BENCH_PATHS")) do
+  local path, body = line:match("^([^\t]*)\t?(.*)$")
+  paths[#paths + 1] = path
+  bodies[#bodies + 1] = body
+end
 local method = os.getenv("BENCH_METHOD")
 local headers = {}
-local body = nil
 if method == "POST" then
   headers["Content-Type"] = "application/x-www-form-urlencoded"
-  body = ""
 end
 local i = 0
 request = function()
   i = i % #paths + 1
+  local body = nil
+  if method == "POST" then body = bodies[i] end
   return wrk.format(method, paths[i], headers, body)
 end
 """
@@ -141,8 +146,6 @@ def main() -> int:
         tokens = setup_tokens(onboarding, list(range(1, JOURNEYS + 1, step)))
         gets = folder / "gets.txt"
         gets.write_text("\n".join(f"/setup/{t}" for t in tokens))
-        posts = folder / "posts.txt"
-        posts.write_text("\n".join(f"/setup/{t}/comenzar" for t in tokens))
         bares = folder / "bare.txt"
         bares.write_text("/bare")
         script = folder / "rotate.lua"
@@ -168,9 +171,20 @@ def main() -> int:
                 "100",
             ],
             env=env,
+            stderr=subprocess.DEVNULL,
         )
         try:
             page = _get_when_up(f"{url}/setup/{tokens[0]}")
+            # A form behind a link may carry a CSRF token bound to it: the
+            # COMENZAR posts send what each link's page holds, as a browser.
+            lines = []
+            for token in tokens:
+                form = httpx.get(f"{url}/setup/{token}").text
+                found = re.search(r'name="csrf_token"\s+value="([^"]+)"', form)
+                body = f"csrf_token={found[1]}" if found else ""
+                lines.append(f"/setup/{token}/comenzar\t{body}")
+            posts = folder / "posts.txt"
+            posts.write_text("\n".join(lines))
         finally:
             probe.terminate()
             probe.wait()
@@ -186,6 +200,9 @@ def main() -> int:
                 str(len(page)),
             ],
             env=env,
+            # wrk drops its connections mid-request when a round ends, which
+            # the server reports as tracebacks; failures show as error answers.
+            stderr=subprocess.DEVNULL,
         )
         try:
             _get_when_up(url + "/bare")
