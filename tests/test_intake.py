@@ -351,6 +351,7 @@ def test_a_signed_but_wrong_purchase_gets_a_stable_code_and_changes_nothing(
         (b"\xff\xfe", "body_not_json"),
         (b"[1, 2]", "body_not_object"),
         (b"", "body_not_json"),
+        (b"[" * 60_000, "body_not_json"),
     ],
 )
 def test_a_body_that_is_not_a_json_object_is_refused(

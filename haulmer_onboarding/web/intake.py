@@ -389,7 +389,7 @@ class _Intake:
             self._check(request, body)
             try:
                 data = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # nested past the stack
                 raise WebhookRefused(
                     400, "body_not_json", "El cuerpo no es JSON válido en UTF-8."
                 ) from None
