@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PLUGINS := plugins/openfactura plugins/simpleboleta plugins/tuu
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install clean
+.PHONY: demo test lint typecheck install clean bench
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# Not part of test: each script prints ratios against a baseline measured in
+# the same run (docs/benchmarks.md). links_http.py needs Debian's wrk.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/tokens.py
+	$(BIN)/python benchmarks/signatures.py
+	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/links_http.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -494,15 +494,20 @@ class Onboarding:
         Recording the same order number again returns the journey it already
         has and sends nothing, also when both arrive at the same instant.
         """
+        return self.receive_purchase(purchase)[0]
+
+    def receive_purchase(self, purchase: Purchase) -> tuple[Journey, bool]:
+        """``record_purchase``, also saying whether this call recorded the
+        purchase (``True``) or found its order number already recorded."""
         try:
-            return self._record_purchase(purchase)
+            return self._receive_purchase(purchase)
         except sa.exc.IntegrityError:
             # Another worker recorded this order (or this buyer) between our
             # read and our insert; our transaction rolled back, and reading
             # again finds theirs.
-            return self._record_purchase(purchase)
+            return self._receive_purchase(purchase)
 
-    def _record_purchase(self, purchase: Purchase) -> Journey:
+    def _receive_purchase(self, purchase: Purchase) -> tuple[Journey, bool]:
         order_number = _required_text(
             purchase.order_number, "order_number", "el número de orden", 64
         )
@@ -537,7 +542,7 @@ class Onboarding:
                         f"La orden {order_number} ya fue registrada con otros datos.",
                         code="purchase_conflict",
                     )
-                return self._journey(conn, existing)
+                return self._journey(conn, existing), False
 
             now = self.clock()
             customer = store.customer_by_email(conn, email)
@@ -617,7 +622,7 @@ class Onboarding:
                 self._send_start_setup(conn, pending, row)
             row = store.journey_row(conn, journey_id)
             assert row is not None
-            return self._journey(conn, row)
+            return self._journey(conn, row), True
 
     # -- the emails that carry a step's link -------------------------------
 

@@ -37,6 +37,10 @@ class Settings:
     ``sealing_keys`` are Fernet keys sealing signature files at rest, newest
     first as well. ``base_url`` is where the web app is reachable from a
     customer's mailbox; links in emails start with it.
+    ``webhook_secrets`` authenticate the purchase webhook, newest first: a
+    request signed with any of them is accepted, so a shop can move to a new
+    secret without a gap. ``webhook_tolerance`` is how far a signed
+    timestamp may be from the server's clock (environment: seconds).
     """
 
     secret_keys: tuple[str, ...]
@@ -64,6 +68,8 @@ class Settings:
     forgot_password_window: timedelta = timedelta(hours=1)
     services: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict, repr=False)
     template_dirs: tuple[str, ...] = ()
+    webhook_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    webhook_tolerance: timedelta = timedelta(minutes=5)
     blocked_plugins: tuple[str, ...] = ()
     development: bool = False
     clock: Callable[[], datetime] = attrs.field(default=_utcnow, repr=False)
@@ -79,6 +85,11 @@ class Settings:
                 f"each of Settings.secret_keys needs {_MIN_KEY_LENGTH} characters "
                 "or more; make one with: python -c 'import secrets; "
                 "print(secrets.token_urlsafe(32))'"
+            )
+        if any(len(key) < _MIN_KEY_LENGTH for key in self.webhook_secrets):
+            raise ValueError(
+                f"each of Settings.webhook_secrets needs {_MIN_KEY_LENGTH} "
+                "characters or more"
             )
         if not self.sealing_keys or not all(self.sealing_keys):
             raise ValueError(
@@ -110,7 +121,8 @@ class Settings:
         def get(name: str) -> str | None:
             return env.get(_ENV_PREFIX + name.upper())
 
-        for name in ("secret_keys", "sealing_keys", "template_dirs", "blocked_plugins"):
+        lists = ("secret_keys", "sealing_keys", "webhook_secrets")
+        for name in (*lists, "template_dirs", "blocked_plugins"):
             raw = get(name)
             if raw is not None:
                 values[name] = _split(raw)
@@ -130,6 +142,8 @@ class Settings:
                 values[name] = raw
         if (raw := get("smtp_port")) is not None:
             values["smtp_port"] = int(raw)
+        if (raw := get("webhook_tolerance")) is not None:
+            values["webhook_tolerance"] = timedelta(seconds=int(raw))
         for name in ("smtp_starttls", "development"):
             if (raw := get(name)) is not None:
                 values[name] = raw.lower() in {"1", "true", "yes", "on"}

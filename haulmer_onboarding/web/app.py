@@ -59,6 +59,7 @@ from haulmer_onboarding.web.csrf import (
     link_binding,
     set_browser_cookie,
 )
+from haulmer_onboarding.web.intake import intake_routes
 from haulmer_onboarding.web.limits import (
     BodyLimit,
     TooLarge,
@@ -723,6 +724,7 @@ def create_app(
         _route("/certificacion/{token}", pages.certification, "certification"),
         Mount("/api/v1", routes=api_routes(onboarding)),
         Mount("/static", StaticFiles(directory=_STATIC), name="static"),
+        *intake_routes(onboarding),
     ]
     if onboarding.settings.development and mailbox is not None:
         routes += [
