@@ -7,6 +7,8 @@ that fetch nothing from the internet.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
@@ -131,6 +133,13 @@ def test_errors_are_shown_beside_their_field(
     confirmation = page.get_by_label("Repite la contraseña")
     assert_error_beside(page, confirmation, "no coinciden")
     screens.shoot("create-password-mismatch")
+    # Both boxes come back empty (a password never travels back in a page),
+    # and the page says to type both again (docs/web.md).
+    expect(page.get_by_label("Nueva contraseña")).to_have_value("")
+    expect(confirmation).to_have_value("")
+    expect(page.locator("#retype")).to_have_text(
+        re.compile("escribe ambas contraseñas de nuevo")
+    )
     assert not kit.journey(1).buyer.has_password
 
     # A typo in the RUT's check digit, told beside the RUT.
