@@ -21,11 +21,26 @@ BUYER = "compras@ferreteria-los-andes.cl"
 PASSWORD_EMAIL = "[Haulmer Accounts] Crea tu nueva contraseña"
 TAX_EMAIL = "¿Boleta o factura? Obtén tu documento tributario por la compra en HAULMER"
 
+LONG_ADDRESS = "administracion.contabilidad@ferreteria-los-andes-del-sur.cl"
 VIEWPORTS = pytest.mark.parametrize("viewport_kind", ["desktop", "phone"])
 
 
 def heading(page: Page) -> str:
     return page.locator("h1").inner_text().strip()
+
+
+def broken_addresses(page: Page) -> list[str]:
+    """The email addresses on the page that run over two lines (such as
+    "ferreteria-los-" and "andes.cl") although one line could hold them."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.address')].filter(e => {
+            const tops = new Set([...e.getClientRects()]
+                .map(r => Math.round(r.top)));
+            return tops.size > 1
+                || e.getBoundingClientRect().height > 1.6 * parseFloat(
+                    getComputedStyle(e).lineHeight || '24');
+        }).map(e => e.textContent)"""
+    )
 
 
 def send_with_plain_submit(page: Page, form: str) -> None:
@@ -101,16 +116,20 @@ def test_link_and_form_refusals_are_pages_that_fit_a_phone(
     screens.open(url, "tax-document")
     screens.press("SOLICITAR DOCUMENTO", "tax-document-done")
     screens.open(url, "used-link", status=410)
-    expect(page.get_by_role("alert")).to_have_text(
-        "Este enlace ya fue usado: este paso ya está completo."
-    )
+    # Told under the heading, as news rather than as an error.
+    note = page.get_by_role("status")
+    expect(note).to_have_text("Este enlace ya fue usado: este paso ya está completo.")
+    expect(page.locator("h1 + .info")).to_have_count(1)
+    expect(page.get_by_role("alert")).to_have_count(0)
 
     # An expired link: the page offers a new one, and sends it.
     kit.clock.advance(days=4)
     screens.open(password_url, "expired-link", status=410)
     assert heading(page) == "Este enlace expiró"
+    assert broken_addresses(page) == []
     screens.press("ENVIAR UN NUEVO ENLACE", "link-renewed")
     assert heading(page) == "Te enviamos un enlace nuevo"
+    assert broken_addresses(page) == []
 
 
 @VIEWPORTS
@@ -142,3 +161,30 @@ def test_the_development_mailbox_refuses_with_a_page(
         assert heading(page) == "No registramos la compra"
         expect(page.get_by_role("alert")).to_contain_text("correo")
         assert dev.onboarding.events(1) == []
+
+        # A purchase recorded: its emails listed, long addresses and all,
+        # in a table that fits the screen, under a heading smaller than h1.
+        page.get_by_role("link", name="Volver a la página").click()
+        page.get_by_label("Correo del comprador").fill(LONG_ADDRESS)
+        screens.press("REGISTRAR COMPRA", "dev-mailbox-purchase")
+        for _ in range(50):
+            if page.locator("td").count():
+                break
+            page.wait_for_timeout(200)
+            page.reload()
+        expect(page.get_by_role("cell", name=LONG_ADDRESS).first).to_be_visible()
+        screens.shoot("dev-mailbox-with-emails")
+        sizes = page.evaluate(
+            """() => ['h1', 'h2'].map(t => parseFloat(
+                getComputedStyle(document.querySelector(t)).fontSize))"""
+        )
+        assert sizes[1] < sizes[0], f"h2 is not smaller than h1: {sizes}"
+        broken = page.evaluate(
+            """() => [...document.querySelectorAll('th, td a')].filter(e => {
+                const range = document.createRange();
+                range.selectNodeContents(e);
+                return new Set([...range.getClientRects()]
+                    .map(r => Math.round(r.top))).size > 1;
+            }).map(e => e.textContent)"""
+        )
+        assert broken == [], f"words split over lines: {broken}"

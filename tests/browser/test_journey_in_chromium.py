@@ -199,6 +199,12 @@ def test_the_customer_clicks_through_the_whole_journey(
         box = boxes.nth(i)
         name = box.evaluate("e => e.labels[0].innerText")
         assert ("requerido por tu punto de venta" in name) == box.is_disabled(), name
+    # Each box sits on the first line of its label, however many it takes.
+    offsets = page.evaluate(
+        """() => [...document.querySelectorAll('label.check')].map(l =>
+            l.control.getBoundingClientRect().top - l.getBoundingClientRect().top)"""
+    )
+    assert all(0 <= offset <= 8 for offset in offsets), offsets
     # A code such as DTE-33 is never split at its hyphen, even on a phone.
     assert split_codes(page) == []
     # The locked documents are sent with the form although their boxes are
