@@ -176,6 +176,9 @@ def test_the_customer_clicks_through_the_whole_journey(
         re.compile(r"\.pfx o \.p12, de hasta 1024 KB")
     )
     expect(page.locator("#signature-hint")).to_be_visible()
+    size = file_box.bounding_box()
+    assert size is not None
+    assert size["height"] >= 40, f"the file button is {size['height']} px high"
     file_box.set_input_files(signature)
     page.get_by_label("Contraseña de la firma").fill(SIGNATURE_PASSWORD)
     screens.press("SIGUIENTE", "setup-step3-documents")
