@@ -14,7 +14,7 @@ import attrs
 
 from haulmer_onboarding.errors import RutError
 
-__all__ = ["Rut", "check_digit"]
+__all__ = ["Rut", "check_digit", "dotted"]
 
 # Nine digits already exceed every RUT the SII has assigned; longer bodies are
 # typing mistakes, and refusing them keeps the number a plain int.
@@ -54,6 +54,17 @@ def check_digit(number: int) -> str:
     if value == 10:
         return "K"
     return str(value)
+
+
+def dotted(text: str | None) -> str:
+    """``text`` as customers read a RUT, ``76.543.210-3``, however it was
+    stored; text that is not a valid RUT is returned as it is."""
+    if not text:
+        return ""
+    try:
+        return Rut.parse(text).formatted()
+    except RutError:
+        return text
 
 
 def _group_thousands(number: int) -> str:

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from haulmer_onboarding.errors import RutError
-from haulmer_onboarding.rut import Rut, check_digit
+from haulmer_onboarding.rut import Rut, check_digit, dotted
 
 numbers = st.integers(min_value=1, max_value=999_999_999)
 
@@ -168,3 +168,21 @@ def test_every_wrong_check_digit_is_refused(number: int) -> None:
             Rut.parse(f"{number}-{digit}")
         assert caught.value.code == "rut_check_digit"
         assert f"debería ser {right}." in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("76543210-3", "76.543.210-3"),
+        ("76.543.210-3", "76.543.210-3"),
+        ("60803000k", "60.803.000-K"),
+        ("1-9", "1-9"),
+        ("76543210-4", "76543210-4"),  # not a RUT: shown as it is
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_dotted_shows_a_rut_as_customers_read_it(
+    stored: str | None, shown: str
+) -> None:
+    assert dotted(stored) == shown

@@ -314,7 +314,7 @@ def test_the_tax_document_page_refuses_incomplete_or_bad_company_data(
 
     done = customer.submit(page, "SOLICITAR DOCUMENTO", company)
     assert done.status == 200
-    assert "Ferretería Los Andes SpA (76086428-5)" in done.text
+    assert "Ferretería Los Andes SpA (76.086.428-5)" in done.text
     requested = site.onboarding.journey_by_order("OC-1").tax_document
     assert requested is not None
     assert (requested.kind, requested.rut) == ("factura", "76086428-5")

@@ -45,6 +45,7 @@ from haulmer_onboarding.errors import (
 from haulmer_onboarding.journey import RENEWABLE, Onboarding
 from haulmer_onboarding.models import Journey, Purchase, Stage
 from haulmer_onboarding.passwords import MIN_LENGTH
+from haulmer_onboarding.rut import dotted
 from haulmer_onboarding.tokens import Purpose
 from haulmer_onboarding.web._common import (
     LINK_STATUS,
@@ -137,6 +138,8 @@ class _Pages:
         self.mailbox = mailbox
         self.scenarios = scenarios
         self.csrf = CsrfGuard(onboarding.settings.secret_keys)
+        # Every RUT a page shows is dotted, as customers write it.
+        onboarding.renderer.environment.filters["rut"] = dotted
 
     def render(
         self,
@@ -491,6 +494,8 @@ class _Pages:
             request,
             "setup",
             {
+                "signature_max_kb": self.onboarding.settings.signature_max_bytes
+                // 1024,
                 "journey": journey,
                 "step": step if step is not None else _requested_step(request, reached),
                 "action": str(request.url_for("setup", token=token).path),
@@ -661,13 +666,23 @@ class _Pages:
         form = await _form(request)
         self.check_csrf(request, form)
         scenario = self.scenarios.get(_text(form, "scenario"))
-        if scenario is None:
-            return Response("escenario desconocido", status_code=400)
-        purchase = scenario[1](_text(form, "email"))
         try:
+            if scenario is None:
+                raise ValidationError(
+                    "Elige una de las compras de prueba de la lista.",
+                    code="scenario_unknown",
+                    field="scenario",
+                )
+            purchase = scenario[1](_text(form, "email"))
             await self.call(self.onboarding.record_purchase, purchase)
         except OnboardingError as exc:
-            return Response(exc.message, status_code=400)
+            # The same page as every other refusal, with the way back.
+            context = {
+                "title": "No registramos la compra",
+                "error": exc,
+                "back_url": request.url_for("dev_mailbox").path,
+            }
+            return self.render(request, "error", context, 400)
         return RedirectResponse(request.url_for("dev_mailbox").path, 303)
 
 

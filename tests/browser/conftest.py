@@ -50,6 +50,8 @@ CHROMIUM_FLAGS = [
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 667}
 LOCAL_HOSTS = {"127.0.0.1"}
+#: A RUT written the way programs store it (76543210-3), not as people read it.
+UNDOTTED_RUT = re.compile(r"(?<![\d.])\d{7,9}-[\dkK](?![\w])")
 # Schemes that never leave the browser.
 LOCAL_SCHEMES = {"data", "blob", "about"}
 
@@ -180,6 +182,9 @@ def check_page(page: Page, *, phone: bool, name: str) -> None:
             .map(e => e.name || e.id || e.outerHTML)"""
     )
     assert unlabeled == [], f"{name}: fields without a label: {unlabeled}"
+    # A RUT is read with its dots, as every field's example writes it.
+    undotted = UNDOTTED_RUT.findall(page.locator("body").inner_text())
+    assert undotted == [], f"{name}: RUTs shown without dots: {undotted}"
     if phone:
         overflow = page.evaluate(
             """() => ({scroll: document.documentElement.scrollWidth,

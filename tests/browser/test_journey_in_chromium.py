@@ -8,6 +8,7 @@ buttons the customer's guide names. Every page is saved under
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ SUBJECTS = {
     "progress": f"Avance de la certificación de {LEGAL_NAME}",
     "enabled": f"¡{LEGAL_NAME} ya puede emitir documentos electrónicos!",
 }
+#: A RUT written the way programs store it (conftest.py checks every page).
+UNDOTTED_RUT = re.compile(r"(?<![\d.])\d{7,9}-[\dkK](?![\w])")
 #: Every page of the journey, in the order the customer sees them.
 PAGES = [
     "tax-document",
@@ -52,6 +55,28 @@ PAGES = [
     "certification-progress",
     "certification-enabled",
 ]
+
+
+def split_codes(page: Page) -> list[str]:
+    """The codes like "DTE-33" that the page shows over two lines."""
+    return page.evaluate(
+        """() => {
+            const split = [];
+            const walker = document.createTreeWalker(document.body,
+                                                     NodeFilter.SHOW_TEXT);
+            for (let node; (node = walker.nextNode());) {
+                for (const m of node.data.matchAll(/DTE-\\d+/g)) {
+                    const range = document.createRange();
+                    range.setStart(node, m.index);
+                    range.setEnd(node, m.index + m[0].length);
+                    const tops = new Set([...range.getClientRects()]
+                        .map(r => Math.round(r.top)));
+                    if (tops.size > 1) split.push(m[0]);
+                }
+            }
+            return split;
+        }"""
+    )
 
 
 def heading(page: Page) -> str:
@@ -77,6 +102,7 @@ def test_the_customer_clicks_through_the_whole_journey(
     page.get_by_label("Giro").fill("Venta al por mayor de artículos de ferretería")
     page.get_by_label("Dirección").fill("Av. Los Andes 1234, Santiago")
     screens.press("SOLICITAR DOCUMENTO", "tax-document-done")
+    expect(page.locator("main")).to_contain_text(f"{LEGAL_NAME} (76.543.210-3)")
 
     # Email 4 did not come? ¿Olvidó su contraseña? sends it again.
     kit.mailbox.expect(SUBJECTS["password"], to=BUYER)
@@ -134,6 +160,7 @@ def test_the_customer_clicks_through_the_whole_journey(
     # The organization made in the workspace comes first, already chosen.
     chosen = page.get_by_role("radio", name=LEGAL_NAME)
     expect(chosen).to_be_checked()
+    expect(chosen).to_have_accessible_name(f"{LEGAL_NAME} (76.543.210-3)")
     expect(page.get_by_label("Crear una nueva organización")).not_to_be_checked()
     screens.press("SIGUIENTE", "setup-step2-signature")
 
@@ -142,7 +169,17 @@ def test_the_customer_clicks_through_the_whole_journey(
         make_pkcs12(password=SIGNATURE_PASSWORD, holder_rut="12.345.678-5")
     )
     page.get_by_label("RUT del representante legal").fill("12.345.678-5")
-    page.get_by_label("Carga tu firma electrónica").set_input_files(signature)
+    # The file box's own words come from the browser's language ("Choose
+    # File"): a Spanish hint, read with the box, says what to choose.
+    file_box = page.get_by_label("Carga tu firma electrónica")
+    expect(file_box).to_have_accessible_description(
+        re.compile(r"\.pfx o \.p12, de hasta 1024 KB")
+    )
+    expect(page.locator("#signature-hint")).to_be_visible()
+    size = file_box.bounding_box()
+    assert size is not None
+    assert size["height"] >= 40, f"the file button is {size['height']} px high"
+    file_box.set_input_files(signature)
     page.get_by_label("Contraseña de la firma").fill(SIGNATURE_PASSWORD)
     screens.press("SIGUIENTE", "setup-step3-documents")
     assert heading(page) == "Documentos que emitirá tu organización"
@@ -156,11 +193,36 @@ def test_the_customer_clicks_through_the_whole_journey(
     ]
     assert sorted(locked) == ["33", "39"]
     for code in locked:
-        box = page.locator(f"input[name=documents][value='{code}']")
+        box = page.locator(f"input[type=checkbox][value='{code}']")
         expect(box).to_be_checked()
         expect(box).to_be_disabled()
     expect(page.get_by_text("predeterminados")).to_be_visible()
+    # Each locked box says why, in words a screen reader reads with it.
+    for i in range(boxes.count()):
+        box = boxes.nth(i)
+        name = box.evaluate("e => e.labels[0].innerText")
+        assert ("requerido por tu punto de venta" in name) == box.is_disabled(), name
+    # Each box sits on the first line of its label, however many it takes.
+    offsets = page.evaluate(
+        """() => [...document.querySelectorAll('label.check')].map(l =>
+            l.control.getBoundingClientRect().top - l.getBoundingClientRect().top)"""
+    )
+    assert all(0 <= offset <= 8 for offset in offsets), offsets
+    # A code such as DTE-33 is never split at its hyphen, even on a phone.
+    assert split_codes(page) == []
+    # The locked documents are sent with the form although their boxes are
+    # disabled; and the server keeps them even from a form that drops them.
+    sent = page.evaluate(
+        "() => new FormData(document.querySelector('form[action$=documentos]'))"
+        ".getAll('documents')"
+    )
+    assert {"33", "39"} <= set(sent), sent
+    page.evaluate(
+        "() => document.querySelectorAll('input[type=hidden][name=documents]')"
+        ".forEach(e => e.remove())"
+    )
     screens.press("SIGUIENTE", "setup-done")
+    assert {33, 39} <= kit.journey(1).documents
     assert heading(page) == "La certificación ante el SII ha comenzado"
 
     # The certification: its status page as it starts, moves and ends.
@@ -196,4 +258,7 @@ def test_the_customer_clicks_through_the_whole_journey(
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
     assert offline.seen, "the browser made no request at all"
     assert all(offline.is_local(url) for url in offline.seen), offline.seen
+    # The emails write every RUT with its dots too.
+    for email in kit.mailbox.emails:
+        assert UNDOTTED_RUT.findall(email.text + email.html) == [], email.subject
     print(f"screenshots of {viewport_kind}: {screens.folder}")

@@ -7,6 +7,8 @@ that fetch nothing from the internet.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
@@ -29,9 +31,28 @@ def focused(page: Page) -> dict[str, str]:
             const style = getComputedStyle(e);
             return {tag: e.tagName.toLowerCase(), id: e.id || '',
                     type: e.getAttribute('type') || '',
-                    outline: style.outlineStyle, width: style.outlineWidth};
+                    outline: style.outlineStyle, width: style.outlineWidth,
+                    color: style.outlineColor, border: style.borderTopColor};
         }"""
     )
+
+
+def contrast(
+    css_color: str, background: tuple[int, int, int] = (255, 255, 255)
+) -> float:
+    """The WCAG contrast ratio of an ``rgb(...)`` colour against
+    ``background``."""
+
+    def luminance(rgb: tuple[int, ...]) -> float:
+        linear = [
+            c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+            for c in (v / 255 for v in rgb)
+        ]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    rgb = tuple(int(v) for v in re.findall(r"[\d.]+", css_color)[:3])
+    high, low = sorted((luminance(rgb), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
 
 
 def assert_error_beside(page: Page, field: Locator, message: str) -> None:
@@ -89,6 +110,11 @@ def test_the_password_page_works_with_the_keyboard_alone(
         now = focused(page)
         assert now["outline"] != "none", now
         assert now["width"] != "0px", now
+        # The focus ring and a box's edge stand out from the white page
+        # (WCAG 1.4.11: 3:1 at least).
+        assert contrast(now["color"]) >= 3, now
+        if now["tag"] == "input":
+            assert contrast(now["border"]) >= 3, now
         order.append(now["id"] or f"{now['tag']}[{now['type']}]")
         if now["type"] == "submit":
             break
@@ -131,6 +157,13 @@ def test_errors_are_shown_beside_their_field(
     confirmation = page.get_by_label("Repite la contraseña")
     assert_error_beside(page, confirmation, "no coinciden")
     screens.shoot("create-password-mismatch")
+    # Both boxes come back empty (a password never travels back in a page),
+    # and the page says to type both again (docs/web.md).
+    expect(page.get_by_label("Nueva contraseña")).to_have_value("")
+    expect(confirmation).to_have_value("")
+    expect(page.locator("#retype")).to_have_text(
+        re.compile("escribe ambas contraseñas de nuevo")
+    )
     assert not kit.journey(1).buyer.has_password
 
     # A typo in the RUT's check digit, told beside the RUT.
