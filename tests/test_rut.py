@@ -200,5 +200,5 @@ def test_none_is_an_empty_rut() -> None:
 
 @pytest.mark.parametrize("value", [76123456, b"76123456-0", 7.6])
 def test_a_value_that_is_not_text_is_a_type_error(value: object) -> None:
-    with pytest.raises(TypeError, match="Rut.parse takes the RUT as a str"):
+    with pytest.raises(TypeError, match=r"Rut\.parse takes the RUT as a str"):
         Rut.parse(value)  # type: ignore[arg-type]
