@@ -1,14 +1,20 @@
 """The RUT (Rol Único Tributario), Chile's tax identifier.
 
 ``Rut.parse`` accepts the ways people write a RUT (``76.123.456-0``,
-``76123456-0``, ``761234560``, a lowercase ``k``, stray spaces) and refuses,
+``76123456-0``, ``761234560``, a lowercase ``k``, stray spaces and invisible
+format characters such as a zero-width space pasted with it) and refuses,
 with a Spanish message, anything whose check digit does not match. A ``Rut``
 prints in the canonical form ``76123456-0``; ``formatted()`` adds the dots.
+
+``Rut.parse(None)`` is an empty answer (``rut_empty``); any other value that
+is not a ``str`` (an int, bytes) is a programming error and raises
+``TypeError``: ``Rut.from_number`` takes a number without its check digit.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import attrs
 
@@ -30,6 +36,10 @@ _PATTERN = re.compile(
 
 # "999.999.999-9" is 13 characters; anything much longer is not a RUT.
 _MAX_TYPED = 16
+
+_NO_CHECK_DIGIT_HINT = (
+    " Si escribiste el RUT sin dígito verificador, agrégalo después del guion."
+)
 
 _FORMAT_MESSAGE = (
     "El RUT no tiene un formato válido. Escríbelo con su dígito verificador, "
@@ -105,14 +115,31 @@ class Rut:
     dv: str = attrs.field(converter=_normalize_dv, validator=_check_dv)
 
     @classmethod
-    def parse(cls, text: str) -> Rut:
+    def parse(cls, text: str | None) -> Rut:
         """Read a RUT as a person types it.
 
-        Raises ``RutError`` with code ``rut_empty`` (nothing typed),
-        ``rut_format`` (not shaped like a RUT) or ``rut_check_digit`` (the
-        check digit does not match the number).
+        Raises ``RutError`` with code ``rut_empty`` (nothing typed, or
+        ``None``), ``rut_format`` (not shaped like a RUT) or
+        ``rut_check_digit`` (the check digit does not match the number; when
+        no hyphen was typed the message adds that the check digit may be
+        missing). Raises ``TypeError`` for a value that is not a ``str``.
         """
-        compact = "".join(text.split()).translate(_DASHES).upper()
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise TypeError(
+                f"Rut.parse takes the RUT as a str, not {type(text).__name__}; "
+                "Rut.from_number takes a number without its check digit"
+            )
+        compact = (
+            "".join(
+                char
+                for char in text
+                if not char.isspace() and unicodedata.category(char) != "Cf"
+            )
+            .translate(_DASHES)
+            .upper()
+        )
         if len(compact) > _MAX_TYPED:
             raise RutError(_FORMAT_MESSAGE, code="rut_format", field="rut")
         if not compact:
@@ -123,7 +150,15 @@ class Rut:
             raise RutError(_FORMAT_MESSAGE, code="rut_format", field="rut")
 
         number = int(match["body"].replace(".", ""))
-        return cls(number, match["dv"])
+        try:
+            return cls(number, match["dv"])
+        except RutError as error:
+            if error.code != "rut_check_digit" or "-" in compact:
+                raise
+            # "76086428" may be a RUT typed without its check digit.
+            raise RutError(
+                error.message + _NO_CHECK_DIGIT_HINT, code=error.code, field="rut"
+            ) from None
 
     @classmethod
     def from_number(cls, number: int) -> Rut:

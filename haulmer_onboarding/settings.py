@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import attrs
+from cryptography.fernet import Fernet
 
 __all__ = ["Settings"]
 
@@ -20,6 +21,45 @@ def _utcnow() -> datetime:
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _number(variable: str, raw: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{variable} must be {what}, not {raw!r}") from None
+
+
+def _durations(variable: str, raw: str) -> dict[str, timedelta]:
+    """``purpose=seconds`` pairs, comma separated."""
+    ages: dict[str, timedelta] = {}
+    for item in _split(raw):
+        purpose, equals, seconds = item.partition("=")
+        if not equals or not purpose.strip():
+            raise ValueError(
+                f"{variable} lists purpose=seconds pairs, comma separated "
+                f"(create_password=259200,start_setup=604800), not {item!r}"
+            )
+        value = _number(variable, seconds, float)
+        ages[purpose.strip()] = timedelta(seconds=value)
+    return ages
+
+
+# Settings read as numbers from the environment: name, type, and whether the
+# value is a duration in seconds.
+_NUMBERS: tuple[tuple[str, type[int] | type[float], bool], ...] = (
+    ("smtp_port", int, False),
+    ("smtp_timeout", float, False),
+    ("clock_skew", float, True),
+    ("certification_business_days", int, False),
+    ("signature_max_bytes", int, False),
+    ("signature_expiry_warning_days", int, False),
+    ("forgot_password_per_address", int, False),
+    ("forgot_password_per_client", int, False),
+    ("forgot_password_window", float, True),
+    ("webhook_tolerance", float, True),
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -91,13 +131,51 @@ class Settings:
                 f"each of Settings.webhook_secrets needs {_MIN_KEY_LENGTH} "
                 "characters or more"
             )
+        make_one = (
+            "make one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'"
+        )
         if not self.sealing_keys or not all(self.sealing_keys):
             raise ValueError(
                 "Settings.sealing_keys needs at least one Fernet key "
-                f"(environment: {_ENV_PREFIX}SEALING_KEYS); make one with: "
-                "python -c 'from cryptography.fernet import Fernet; "
-                "print(Fernet.generate_key().decode())'"
+                f"(environment: {_ENV_PREFIX}SEALING_KEYS); {make_one}"
             )
+        for position, key in enumerate(self.sealing_keys, start=1):
+            try:
+                Fernet(key)
+            except (ValueError, TypeError):
+                # The key itself is never echoed: it is a secret.
+                raise ValueError(
+                    f"Settings.sealing_keys: key number {position} is not a "
+                    "Fernet key (32 bytes in URL-safe base64, 44 characters) "
+                    f"(environment: {_ENV_PREFIX}SEALING_KEYS); {make_one}"
+                ) from None
+        minimums = {
+            "signature_max_bytes": 1,
+            "signature_expiry_warning_days": 0,
+            "certification_business_days": 1,
+            "forgot_password_per_address": 1,
+            "forgot_password_per_client": 1,
+        }
+        for name, least in minimums.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(
+                    f"Settings.{name} must be a whole number of at least {least}, "
+                    f"not {value!r} (environment: {_ENV_PREFIX}{name.upper()})"
+                )
+        for name in ("smtp_timeout",):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"Settings.{name} must be more than 0 seconds "
+                    f"(environment: {_ENV_PREFIX}{name.upper()})"
+                )
+        for name in ("forgot_password_window", "webhook_tolerance"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(
+                    f"Settings.{name} must be more than 0 seconds "
+                    f"(environment: {_ENV_PREFIX}{name.upper()}, in seconds)"
+                )
 
     @staticmethod
     def blocked_plugins_from_env(
@@ -113,7 +191,10 @@ class Settings:
     ) -> Settings:
         """Settings from ``HAULMER_ONBOARDING_*`` variables, then overrides.
 
-        Lists (keys, template folders, blocked plugins) are comma separated.
+        Lists (keys, template folders, blocked plugins) are comma separated;
+        durations (``CLOCK_SKEW``, ``FORGOT_PASSWORD_WINDOW``) are seconds;
+        ``LINK_MAX_AGES`` is ``purpose=seconds`` pairs. A value that is not
+        a number raises ``ValueError`` naming its variable.
         """
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
@@ -140,10 +221,12 @@ class Settings:
             raw = get(name)
             if raw is not None:
                 values[name] = raw
-        if (raw := get("smtp_port")) is not None:
-            values["smtp_port"] = int(raw)
-        if (raw := get("webhook_tolerance")) is not None:
-            values["webhook_tolerance"] = timedelta(seconds=int(raw))
+        for name, kind, seconds in _NUMBERS:
+            if (raw := get(name)) is not None:
+                number = _number(_ENV_PREFIX + name.upper(), raw, kind)
+                values[name] = timedelta(seconds=number) if seconds else number
+        if (raw := get("link_max_ages")) is not None:
+            values["link_max_ages"] = _durations(_ENV_PREFIX + "LINK_MAX_AGES", raw)
         for name in ("smtp_starttls", "development"):
             if (raw := get(name)) is not None:
                 values[name] = raw.lower() in {"1", "true", "yes", "on"}

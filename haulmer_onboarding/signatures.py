@@ -16,14 +16,15 @@ and certificate pair, the validity dates, and the holder's RUT.
 Fernet keys that can be rotated. The signature's password is never stored:
 once a file is loaded it is not needed again.
 
-Dates in messages are calendar dates in UTC, written ``dd-mm-aaaa``.
+Dates in messages are calendar days in Chile (America/Santiago), written
+``dd-mm-aaaa``; an expiry warning counts the calendar days left there.
 """
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import attrs
 from asn1crypto import cms as asn1_cms
@@ -36,10 +37,17 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from haulmer_onboarding.business_days import SANTIAGO
 from haulmer_onboarding.errors import RutError, SignatureError
 from haulmer_onboarding.rut import Rut
 
-__all__ = ["LoadedSignature", "SignatureInfo", "SignatureSealer", "load_signature"]
+__all__ = [
+    "LoadedSignature",
+    "SignatureInfo",
+    "SignatureSealer",
+    "format_size",
+    "load_signature",
+]
 
 #: The holder's RUT, as an otherName of the certificate's subjectAltName.
 HOLDER_RUT_OID = x509.ObjectIdentifier("1.3.6.1.4.1.8321.1")
@@ -57,6 +65,12 @@ _MESSAGES = {
     "signature_corrupt": (
         "El archivo de la firma electrónica está incompleto o dañado. "
         "Descárgalo o expórtalo de nuevo y vuelve a subirlo."
+    ),
+    "signature_password_missing": "Ingresa la contraseña de tu firma electrónica.",
+    "signature_several_keys": (
+        "El archivo trae más de una clave privada, y no podemos saber cuál es "
+        "la de tu firma electrónica. Exporta de nuevo solo la firma del "
+        "representante legal, como archivo .pfx o .p12."
     ),
     "signature_wrong_password": (
         "La contraseña de la firma electrónica no es correcta. Revisa las "
@@ -110,19 +124,48 @@ _ZIP_MESSAGE = (
 _MAX_PASSWORD_LENGTH = 1024
 
 
+_PASSWORD_CODES = ("signature_wrong_password", "signature_password_missing")
+
+
 def _error(code: str, message: str | None = None) -> SignatureError:
-    field = "signature_password" if code == "signature_wrong_password" else "signature"
+    field = "signature_password" if code in _PASSWORD_CODES else "signature"
     return SignatureError(message or _MESSAGES[code], code=code, field=field)
 
 
 def _date(moment: datetime) -> str:
-    return f"{moment:%d-%m-%Y}"
+    """The calendar day of ``moment`` in Chile."""
+    return f"{moment.astimezone(SANTIAGO):%d-%m-%Y}"
 
 
-def _size(count: int) -> str:
-    if count >= 1024 * 1024:
-        return f"{count / (1024 * 1024):.1f} MB".replace(".", ",")
-    return f"{math.ceil(count / 1024)} KB"
+_UNITS = ((1024 * 1024, "MB"), (1024, "KB"), (0, "bytes"))
+
+
+def _spanish_number(value: float, decimals: int) -> str:
+    text = f"{value:,.{decimals}f}"
+    if decimals:
+        text = text.rstrip("0").rstrip(".")
+    # 1,234.5 in English is 1.234,5 in Spanish.
+    return text.translate(str.maketrans(",.", ".,"))
+
+
+def format_size(count: int, *, other: int | None = None) -> str:
+    """``count`` bytes as a Chilean reader reads them: ``1 MB``, ``1,05 MB``,
+    ``350 KB`` (1 MB is 1.048.576 bytes, 1 KB is 1.024).
+
+    With ``other``, both are written in the unit of the larger one and with
+    enough decimals (up to three, then in bytes) that two different sizes
+    never read equal, so "pesa X; el máximo es Y" cannot contradict itself.
+    """
+    largest = max(count, other or 0)
+    unit, name = next((u, n) for u, n in _UNITS if largest >= u)
+    if unit:
+        for decimals in (1, 2, 3):
+            text = _spanish_number(count / unit, decimals)
+            if other is None or other == count:
+                return f"{text} {name}"
+            if text != _spanish_number(other / unit, decimals):
+                return f"{text} {name}"
+    return f"{_spanish_number(count, 0)} bytes"
 
 
 # --- The shape of the file ---------------------------------------------------
@@ -249,9 +292,13 @@ def _foreign_error(data: bytes) -> SignatureError:
     return _error("signature_not_pkcs12")
 
 
-def _check_shape(data: bytes) -> None:
+def _check_shape(data: bytes) -> int:
     """Raise ``signature_not_pkcs12`` or ``signature_corrupt`` unless ``data``
-    is one complete PFX structure."""
+    starts with one complete PFX structure; return where that ends.
+
+    Bytes after it (a newline or NULs added by a mail client or a copy) are
+    left out, as OpenSSL and ``cryptography`` leave them.
+    """
     try:
         start, _ = _prefix_header(data, 0, 0x30)
         pos = _prefix_expect(data, start, (_VERSION_3,))
@@ -263,11 +310,23 @@ def _check_shape(data: bytes) -> None:
         raise _error("signature_corrupt") from None
 
     try:
-        end = _skip(data, 0, len(data))
+        return _skip(data, 0, len(data))
     except _Malformed:
         raise _error("signature_corrupt") from None
-    if end != len(data):
-        raise _error("signature_corrupt")
+
+
+def _as_der(data: bytes) -> bytes:
+    """``data`` (a complete PFX) in DER: BER's open-ended lengths, which
+    ``cryptography`` only reads with a warning it may one day turn into an
+    error, are rewritten. The MAC covers the content, not its framing, so
+    it still holds. Data that asn1crypto cannot rewrite is returned as is."""
+    if data[1] != 0x80:
+        return data
+    try:
+        der: bytes = asn1_pkcs12.Pfx.load(data).dump(force=True)
+    except Exception:
+        return data
+    return der
 
 
 # --- How much work opening asks for -----------------------------------------
@@ -376,6 +435,11 @@ def _password_candidates(password: str) -> list[bytes]:
     try:
         encoded = password.encode("utf-8")
     except UnicodeEncodeError:
+        # A lone surrogate cannot be typed into a file's password.
+        return []
+    if b"\x00" in encoded:
+        # OpenSSL ends a password at its first NUL, so no file has one (and
+        # cryptography panics on it, echoing the password to stderr).
         return []
     if password.isascii():
         return [encoded]
@@ -384,11 +448,21 @@ def _password_candidates(password: str) -> list[bytes]:
     return [encoded, encoded.decode("latin-1").encode("utf-8")]
 
 
+def _pkcs12_load(data: bytes, password: bytes) -> _Contents:
+    """``cryptography``'s loader, without its warning that a file is BER
+    (printed to stderr, or raised under ``-W error``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="PKCS#12 bundle could not be parsed as DER"
+        )
+        return pkcs12.load_key_and_certificates(data, password)
+
+
 def _open(data: bytes, password: str) -> _Contents:
     candidates = _password_candidates(password)
     for candidate in candidates:
         try:
-            return pkcs12.load_key_and_certificates(data, candidate)
+            return _pkcs12_load(data, candidate)
         except ValueError:
             # cryptography says the same for a wrong password and for damaged
             # content: which one it was is found out below.
@@ -396,7 +470,31 @@ def _open(data: bytes, password: str) -> _Contents:
     parts = _encrypted_parts(data)
     if any(_opens(part, candidate) for part in parts for candidate in candidates):
         raise _error("signature_damaged")
+    if not password:
+        # The file has a password and the customer typed none.
+        raise _error("signature_password_missing")
     raise _error("signature_wrong_password")
+
+
+def _key_bags(data: bytes) -> int:
+    """How many private keys the file's clear parts hold (their bags are
+    listed in clear even when each key is encrypted)."""
+    count = 0
+    try:
+        pfx = asn1_pkcs12.Pfx.load(data)
+        if pfx["auth_safe"]["content_type"].native != "data":
+            return 0
+        for part in pfx.authenticated_safe:
+            if part["content_type"].native != "data":
+                continue
+            bags = asn1_pkcs12.SafeContents.load(part["content"].native)
+            count += sum(
+                bag["bag_id"].native in ("key_bag", "pkcs8_shrouded_key_bag")
+                for bag in bags
+            )
+    except Exception:
+        return count
+    return count
 
 
 # --- Telling a damaged file from a wrong password ----------------------------
@@ -459,7 +557,7 @@ def _encrypted_parts(data: bytes) -> list[bytes]:
 
 def _opens(part: bytes, password: bytes) -> bool:
     try:
-        pkcs12.load_key_and_certificates(part, password)
+        _pkcs12_load(part, password)
     except ValueError:
         return False
     return True
@@ -562,16 +660,18 @@ def _check_dates(certificate: x509.Certificate, now: datetime) -> None:
 
 
 def _expiry_warning(not_after: datetime, now: datetime, days: int) -> str | None:
-    left = not_after - now
-    if left > timedelta(days=days):
+    # Calendar days in Chile: what the customer's own calendar shows.
+    left = (
+        not_after.astimezone(SANTIAGO).date() - now.astimezone(SANTIAGO).date()
+    ).days
+    if left > days:
         return None
-    whole = left.days
-    if whole == 0:
-        when = "en menos de un día"
-    elif whole == 1:
-        when = "en 1 día"
+    if left <= 0:
+        when = "hoy"
+    elif left == 1:
+        when = "mañana"
     else:
-        when = f"en {whole} días"
+        when = f"en {left} días"
     return (
         f"La firma electrónica vence el {_date(not_after)}, {when}. Renuévala "
         "a tiempo con tu entidad certificadora para no interrumpir la emisión "
@@ -696,8 +796,9 @@ def load_signature(
     if len(data) > max_bytes:
         raise _error(
             "signature_too_large",
-            f"El archivo pesa {_size(len(data))} y una firma electrónica no "
-            f"supera los {_size(max_bytes)}. Revisa que sea el archivo .pfx o "
+            f"El archivo pesa {format_size(len(data), other=max_bytes)}; el "
+            f"máximo es {format_size(max_bytes, other=len(data))}. Una firma "
+            "electrónica pesa unos pocos KB: revisa que sea el archivo .pfx o "
             ".p12 de tu firma.",
         )
 
@@ -723,12 +824,14 @@ def _load(
     expected_rut: Rut | None,
     expiry_warning_days: int,
 ) -> LoadedSignature:
-    _check_shape(data)
+    data = _as_der(data[: _check_shape(data)])
     _check_work(data)
     key, certificate, others = _open(data, password)
 
     if key is None:
         raise _error("signature_no_key")
+    if _key_bags(data) > 1:
+        raise _error("signature_several_keys")
     certificate = _holder_certificate(key, certificate, others)
     if not isinstance(key, rsa.RSAPrivateKey):
         # The SII's electronic documents are signed with RSA (XML-DSig).

@@ -131,6 +131,12 @@ def test_the_api_walks_the_whole_journey_and_refuses_bad_input(
         error = error_of(refused)
         assert (error["code"], error["field"]) == (code, field)
         assert "contraseña" in error["message"]
+    for body, field in [({"password": GOOD}, "confirmation"), ({}, "password")]:
+        missing = api.post("/password", headers=bearer(password), json=body)
+        assert missing.status_code == 400
+        error = error_of(missing)
+        assert (error["code"], error["field"]) == ("json_field_missing", field)
+        assert f"Falta el campo {field}." in error["message"]
     assert facade.verify_password(BUYER, GOOD) is False
     done = api.post(
         "/password",
@@ -186,6 +192,11 @@ def test_the_api_walks_the_whole_journey_and_refuses_bad_input(
     )
     assert chosen.json()["step"] == 2
     pfx = make_pkcs12(password="buena")
+    # One byte over a multiple of three ends its base64 in "==" (a newline
+    # after the file is left out, as OpenSSL leaves it).
+    padded = b64(pfx + b"\n" * ((1 - len(pfx)) % 3))
+    assert padded.endswith("==")
+    unpadded = padded.rstrip("=")
     for body, code, field in [
         (
             {"legal_representative_rut": REP, "signature_password": "buena"},
@@ -200,6 +211,40 @@ def test_the_api_walks_the_whole_journey_and_refuses_bad_input(
             },
             "signature_not_base64",
             "signature",
+        ),
+        (
+            {
+                "legal_representative_rut": REP,
+                "signature": b64(pfx)[:40] + "*" + b64(pfx)[40:],
+                "signature_password": "x",
+            },
+            "signature_not_base64",
+            "signature",
+        ),
+        (
+            # The password is never echoed in a 500: a NUL opens no file.
+            {
+                "legal_representative_rut": REP,
+                "signature": b64(pfx),
+                "signature_password": "bue\x00na",
+            },
+            "signature_wrong_password",
+            "signature_password",
+        ),
+        (
+            {"legal_representative_rut": REP, "signature": b64(pfx)},
+            "signature_password_missing",
+            "signature_password",
+        ),
+        (
+            # Unpadded base64 is read: the password is what is wrong.
+            {
+                "legal_representative_rut": REP,
+                "signature": unpadded,
+                "signature_password": "otra",
+            },
+            "signature_wrong_password",
+            "signature_password",
         ),
         (
             {
@@ -242,12 +287,15 @@ def test_the_api_walks_the_whole_journey_and_refuses_bad_input(
         )
     assert facade.journey(journey.id).stage is Stage.SETUP_ORGANIZATION_CHOSEN
     assert facade.journey(journey.id).signature is None
+    # What `base64 firma.pfx` prints: 76-column lines ending in newlines.
+    wrapped = base64.encodebytes(pfx).decode("ascii")
+    assert "\n" in wrapped.strip()
     loaded = api.post(
         "/setup/signature",
         headers=setup,
         json={
             "legal_representative_rut": REP,
-            "signature": b64(pfx),
+            "signature": wrapped,
             "signature_password": "buena",
         },
     )

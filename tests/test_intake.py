@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 
 from haulmer_onboarding import NotFoundError, Onboarding, Settings
 from haulmer_onboarding.cli import SUBJECTS
@@ -435,7 +436,7 @@ def test_a_deployment_without_webhook_secrets_refuses_every_purchase(
 def test_settings_read_webhook_secrets_and_tolerance_from_the_environment() -> None:
     env = {
         "HAULMER_ONBOARDING_SECRET_KEYS": secrets.token_urlsafe(32),
-        "HAULMER_ONBOARDING_SEALING_KEYS": "k",
+        "HAULMER_ONBOARDING_SEALING_KEYS": Fernet.generate_key().decode(),
         "HAULMER_ONBOARDING_WEBHOOK_SECRETS": f"{SECRET}, {OLD_SECRET}",
         "HAULMER_ONBOARDING_WEBHOOK_TOLERANCE": "120",
     }

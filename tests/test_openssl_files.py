@@ -248,7 +248,7 @@ def test_a_good_file_loads(openssl: Openssl, encryption: str) -> None:
 def test_expiring_soon_loads_with_a_warning(openssl: Openssl, encryption: str) -> None:
     loaded = load(packed(openssl, "expiring", encryption))
     assert loaded.info.warnings == (
-        "La firma electrónica vence el 11-06-2025, en 9 días. Renuévala a "
+        "La firma electrónica vence el 10-06-2025, en 9 días. Renuévala a "
         "tiempo con tu entidad certificadora para no interrumpir la emisión "
         "de documentos.",
     )
@@ -277,15 +277,16 @@ def test_usual_iteration_counts_still_load(openssl: Openssl) -> None:
 def test_expired(openssl: Openssl, encryption: str) -> None:
     error = refused(packed(openssl, "expired", encryption))
     assert error.code == "signature_expired"
-    assert "venció el 01-01-2024" in error.message
-    assert "desde el 01-01-2023" in error.message
+    # Midnight UTC is the evening before in Santiago: Chile's calendar day.
+    assert "venció el 31-12-2023" in error.message
+    assert "desde el 31-12-2022" in error.message
 
 
 @each_encryption
 def test_not_yet_valid(openssl: Openssl, encryption: str) -> None:
     error = refused(packed(openssl, "not_yet_valid", encryption))
     assert error.code == "signature_not_yet_valid"
-    assert "desde el 01-09-2025 hasta el 01-09-2027" in error.message
+    assert "desde el 31-08-2025 hasta el 31-08-2027" in error.message
 
 
 @each_encryption

@@ -186,3 +186,37 @@ def test_dotted_shows_a_rut_as_customers_read_it(
     stored: str | None, shown: str
 ) -> None:
     assert dotted(stored) == shown
+
+
+def test_a_rut_typed_without_its_check_digit_gets_a_hint() -> None:
+    with pytest.raises(RutError) as caught:
+        Rut.parse("76086428")
+    assert caught.value.code == "rut_check_digit"
+    assert caught.value.message == (
+        "El dígito verificador no corresponde: para 7.608.642 debería ser 7. "
+        "Si escribiste el RUT sin dígito verificador, agrégalo después del guion."
+    )
+    # With the hyphen typed, the check digit is there: no hint.
+    with pytest.raises(RutError) as typed:
+        Rut.parse("7.608.642-8")
+    assert "sin dígito verificador" not in typed.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\u200b76.123.456-0", "76123456-0\u200b", "7612\u20603456-0", "\ufeff761234560"],
+)
+def test_invisible_format_characters_are_left_out(text: str) -> None:
+    assert str(Rut.parse(text)) == "76123456-0"
+
+
+def test_none_is_an_empty_rut() -> None:
+    with pytest.raises(RutError) as caught:
+        Rut.parse(None)
+    assert caught.value.code == "rut_empty"
+
+
+@pytest.mark.parametrize("value", [76123456, b"76123456-0", 7.6])
+def test_a_value_that_is_not_text_is_a_type_error(value: object) -> None:
+    with pytest.raises(TypeError, match=r"Rut\.parse takes the RUT as a str"):
+        Rut.parse(value)  # type: ignore[arg-type]

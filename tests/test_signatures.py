@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from haulmer_onboarding.errors import SignatureError
@@ -125,12 +125,41 @@ def test_an_empty_password() -> None:
     assert load(pfx(password=""), "").info.holder_rut is not None
 
 
-@pytest.mark.filterwarnings("ignore:PKCS#12 bundle could not be parsed as DER")
-def test_a_ber_file_with_indefinite_length(valid: bytes) -> None:
+@pytest.mark.filterwarnings("error")
+def test_a_ber_file_with_indefinite_length(
+    valid: bytes, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Under -W error too: cryptography's "falling back to BER" warning never
+    # reaches the customer as a damaged file, nor stderr.
     assert valid[:2] == b"\x30\x82"
     ber = b"\x30\x80" + valid[4:] + b"\x00\x00"
-    assert load(ber).info.holder_rut is not None
+    assert load(ber).info == load(valid).info
+    assert load(ber + b"\n").info == load(valid).info
+    assert refused(ber, "otra").code == "signature_wrong_password"
     assert refused(ber[:-1]).code == "signature_corrupt"
+    assert "BER" not in capfd.readouterr().err
+
+
+def _two_keys(first: bytes, second: bytes) -> bytes:
+    parts = [
+        part
+        for data in (first, second)
+        for part in asn1_pkcs12.Pfx.load(data).authenticated_safe
+    ]
+    safe = asn1_pkcs12.AuthenticatedSafe(parts)
+    content = {"content_type": "data", "content": safe.dump()}
+    both: bytes = asn1_pkcs12.Pfx({"version": "v3", "auth_safe": content}).dump()
+    return both
+
+
+@pytest.mark.parametrize("expired_first", [True, False])
+def test_a_file_with_two_keys_is_refused(expired_first: bool, valid: bytes) -> None:
+    expired = pfx(not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(1))
+    pair = (expired, valid) if expired_first else (valid, expired)
+    error = refused(_two_keys(*pair))
+    assert error.code == "signature_several_keys"
+    assert error.field == "signature"
+    assert "más de una clave privada" in error.message
 
 
 def test_an_expiring_signature_loads_with_a_warning() -> None:
@@ -147,7 +176,25 @@ def test_the_warning_window_is_configurable() -> None:
     assert load(data).info.warnings == ()
     assert len(load(data, expiry_warning_days=60).info.warnings) == 1
     last_hours = load(pfx(not_after=NOW + timedelta(hours=5))).info.warnings
-    assert "en menos de un día" in last_hours[0]
+    assert "vence el 01-06-2025, hoy." in last_hours[0]
+
+
+def test_the_expiry_warning_counts_calendar_days_in_chile() -> None:
+    # A minute short of ten days: still ten days away on Chile's calendar.
+    loaded = load(pfx(not_after=NOW + timedelta(days=10, minutes=-1)))
+    assert "vence el 11-06-2025, en 10 días." in loaded.info.warnings[0]
+    # 02:00 UTC on the 11th is still the 10th in Santiago (UTC-4 in June).
+    late = load(pfx(not_after=datetime(2025, 6, 11, 2, 0, tzinfo=UTC)))
+    assert "vence el 10-06-2025, en 9 días." in late.info.warnings[0]
+    tomorrow = load(pfx(not_after=datetime(2025, 6, 2, 3, 0, tzinfo=UTC)))
+    assert "vence el 01-06-2025, hoy." in tomorrow.info.warnings[0]
+    assert "mañana" in load(pfx(not_after=NOW + timedelta(days=1))).info.warnings[0]
+
+
+def test_expired_dates_are_chile_s_calendar_days() -> None:
+    error = refused(pfx(not_after=datetime(2025, 5, 1, 2, 0, tzinfo=UTC)))
+    assert error.code == "signature_expired"
+    assert "venció el 30-04-2025" in error.message
 
 
 # --- Every refusal -----------------------------------------------------------
@@ -164,8 +211,17 @@ def test_too_large(valid: bytes) -> None:
     assert error.code == "signature_too_large"
     error = refused(b"\x00" * (3 * 1024 * 1024))
     assert error.code == "signature_too_large"
-    assert "3,0 MB" in error.message
-    assert "1,0 MB" in error.message
+    assert "pesa 3 MB; el máximo es 1 MB." in error.message
+
+
+def test_too_large_just_over_the_limit_says_two_different_sizes() -> None:
+    error = refused(b"0" * 1_100_000, "x")
+    assert error.code == "signature_too_large"
+    assert "El archivo pesa 1,05 MB; el máximo es 1 MB." in error.message
+    error = refused(b"0" * 1_048_577, "x")
+    assert "pesa 1.048.577 bytes; el máximo es 1.048.576 bytes." in error.message
+    error = refused(b"0" * 600_000, "x", max_bytes=500_000)
+    assert "pesa 585,9 KB; el máximo es 488,3 KB." in error.message
 
 
 def _png() -> bytes:
@@ -229,8 +285,11 @@ def test_truncated_is_corrupt(keep: int, valid: bytes) -> None:
     assert refused(valid[:keep]).code == "signature_corrupt"
 
 
-def test_trailing_bytes_are_corrupt(valid: bytes) -> None:
-    assert refused(valid + b"\x00").code == "signature_corrupt"
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("tail", [b"\n", b"\x00", b"\x00\x00\x00", b"\r\n\r\n"])
+def test_trailing_bytes_after_the_file_are_left_out(tail: bytes, valid: bytes) -> None:
+    # OpenSSL and cryptography open these; a mail client or a copy adds them.
+    assert load(valid + tail).info == load(valid).info
 
 
 def test_a_broken_inner_length_is_corrupt(valid: bytes) -> None:
@@ -247,9 +306,32 @@ def test_wrong_password(valid: bytes) -> None:
     assert error.field == "signature_password"
     assert "no es posible recuperarla" in error.message
     assert "comprar una firma electrónica nueva" in error.message
-    assert refused(valid, "").code == "signature_wrong_password"
     assert refused(valid, "x" * 5000).code == "signature_wrong_password"
     assert refused(valid, "\ud800").code == "signature_wrong_password"
+
+
+@pytest.mark.parametrize("password", ["firma\x00123", "firma-1234\x00", "\x00"])
+def test_a_password_with_nul_is_wrong_and_stays_off_stderr(
+    password: str, valid: bytes, capfd: pytest.CaptureFixture[str]
+) -> None:
+    error = refused(valid, password)
+    assert error.code == "signature_wrong_password"
+    assert error.field == "signature_password"
+    err = capfd.readouterr().err
+    assert "firma" not in err
+    assert "panicked" not in err
+
+
+@pytest.mark.parametrize("password", ["\udc80", "firma-1234\ud800", "ñ\udfff"])
+def test_a_password_with_a_lone_surrogate_is_wrong(password: str, valid: bytes) -> None:
+    assert refused(valid, password).code == "signature_wrong_password"
+
+
+def test_no_password_asks_for_it(valid: bytes) -> None:
+    error = refused(valid, "")
+    assert error.code == "signature_password_missing"
+    assert error.field == "signature_password"
+    assert error.message == "Ingresa la contraseña de tu firma electrónica."
 
 
 def test_wrong_accented_password() -> None:
@@ -297,7 +379,7 @@ def test_key_mismatch() -> None:
 
 def test_expired() -> None:
     data = pfx(
-        not_before=datetime(2023, 3, 1, tzinfo=UTC),
+        not_before=datetime(2023, 3, 1, 12, 0, tzinfo=UTC),
         not_after=datetime(2025, 2, 28, 23, 0, tzinfo=UTC),
     )
     error = refused(data)
@@ -308,8 +390,8 @@ def test_expired() -> None:
 
 def test_not_yet_valid() -> None:
     data = pfx(
-        not_before=datetime(2025, 7, 1, tzinfo=UTC),
-        not_after=datetime(2027, 7, 1, tzinfo=UTC),
+        not_before=datetime(2025, 7, 1, 12, 0, tzinfo=UTC),
+        not_after=datetime(2027, 7, 1, 12, 0, tzinfo=UTC),
     )
     error = refused(data)
     assert error.code == "signature_not_yet_valid"
@@ -352,6 +434,30 @@ def _only_signature_errors(data: bytes, password: str = PASSWORD) -> None:
 @given(st.binary(max_size=2048))
 def test_fuzz_random_bytes(data: bytes) -> None:
     _only_signature_errors(data)
+
+
+_PASSWORDS = st.text(
+    st.one_of(
+        st.sampled_from(["\x00", "\udc80", "\ud800", "ñ", "\u200b"]),
+        st.characters(blacklist_categories=()),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=2048), password=_PASSWORDS)
+def test_fuzz_random_bytes_and_passwords(data: bytes, password: str) -> None:
+    _only_signature_errors(data, password)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(password=_PASSWORDS)
+@example(password="firma\x00123")
+@example(password="\udc80")
+@example(password="")
+def test_fuzz_passwords_on_a_real_file(valid: bytes, password: str) -> None:
+    _only_signature_errors(valid, password)
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

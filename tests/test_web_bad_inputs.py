@@ -376,7 +376,11 @@ def test_each_setup_step_answers_its_bad_input_beside_the_field(
     page = customer.submit(page, "SIGUIENTE")
     assert "Paso 2 de 3" in page.text
 
-    # Step 2: no file, a file that is not a PKCS#12, a wrong password.
+    # Step 2: no file, a file that is not a PKCS#12, a wrong password, none.
+    # The password box is not required: a file may have no password.
+    box = re.search(r'<input id="signature_password"[^>]*>', page.html)
+    assert box is not None
+    assert " required" not in box.group(0)
     pfx = make_pkcs12(password="buena")
     for files, password, field, said in [
         (None, "buena", "signature", "Selecciona el archivo"),
@@ -397,6 +401,13 @@ def test_each_setup_step_answers_its_bad_input_beside_the_field(
             "mala",
             "signature_password",
             "no es posible recuperarla",
+        ),
+        (
+            # No password typed: asked for, not "buy a new signature".
+            {"signature": ("firma.pfx", pfx, "application/x-pkcs12")},
+            "",
+            "signature_password",
+            "Ingresa la contraseña de tu firma electrónica.",
         ),
     ]:
         refused = customer.submit(

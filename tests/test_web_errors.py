@@ -15,6 +15,7 @@ import pytest
 
 from haulmer_onboarding import ConflictError, Onboarding, Rut, RutError, Stage
 from haulmer_onboarding.cli import SUBJECTS, Stack, local_stack
+from haulmer_onboarding.signatures import format_size
 from haulmer_onboarding.testing.customer import (
     Page,
     WebCustomer,
@@ -130,7 +131,7 @@ def test_a_huge_upload_is_refused_before_it_is_read(
     assert declared.status == 413
     assert "Paso 2 de 3" in declared.text
     assert 'id="signature-error"' in declared.html
-    assert f"el máximo es {limit // 1024} KB" in declared.text
+    assert f"el máximo es {format_size(limit)}." in declared.text
 
     # Without a Content-Length the body is counted as it streams.
     def chunks() -> Iterator[bytes]:

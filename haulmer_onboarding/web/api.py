@@ -129,6 +129,18 @@ def _text(data: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def _required_text(data: Mapping[str, Any], name: str, message: str) -> str:
+    """The text field ``name``, refused with ``json_field_missing`` when the
+    request left it out (an empty string is the field's own business)."""
+    if data.get(name) is None:
+        raise ValidationError(
+            f"{message} Falta el campo {name}.",
+            code="json_field_missing",
+            field=name,
+        )
+    return _text(data, name)
+
+
 def _journey_answer(
     journey: Journey, steps: Mapping[Any, int], **extra: Any
 ) -> dict[str, Any]:
@@ -167,8 +179,8 @@ class _Api:
         customer = await self.call(
             self.onboarding.set_password,
             token,
-            _text(data, "password"),
-            _text(data, "confirmation"),
+            _required_text(data, "password", "Ingresa la contraseña."),
+            _required_text(data, "confirmation", "Repite la contraseña."),
         )
         return _answer({"customer": customer_json(customer)})
 
@@ -297,8 +309,12 @@ def _signature_file(data: Mapping[str, Any]) -> bytes:
             code="signature_missing",
             field="signature",
         )
+    # The base64 tool writes 76-column lines, and some encoders drop the
+    # padding: both are the same bytes. Any other character is refused.
+    compact = "".join(encoded.split())
+    compact += "=" * (-len(compact) % 4 if len(compact) % 4 != 1 else 0)
     try:
-        return base64.b64decode(encoded, validate=True)
+        return base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
         raise SignatureError(
             "El campo signature debe traer el archivo en base64.",

@@ -46,6 +46,7 @@ from haulmer_onboarding.journey import RENEWABLE, Onboarding
 from haulmer_onboarding.models import Journey, Purchase, Stage
 from haulmer_onboarding.passwords import MIN_LENGTH
 from haulmer_onboarding.rut import dotted
+from haulmer_onboarding.signatures import format_size
 from haulmer_onboarding.tokens import Purpose
 from haulmer_onboarding.web._common import (
     LINK_STATUS,
@@ -494,8 +495,9 @@ class _Pages:
             request,
             "setup",
             {
-                "signature_max_kb": self.onboarding.settings.signature_max_bytes
-                // 1024,
+                "signature_max": format_size(
+                    self.onboarding.settings.signature_max_bytes
+                ),
                 "journey": journey,
                 "step": step if step is not None else _requested_step(request, reached),
                 "action": str(request.url_for("setup", token=token).path),

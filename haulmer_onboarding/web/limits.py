@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from haulmer_onboarding.errors import SignatureError
+from haulmer_onboarding.signatures import format_size
 
 __all__ = ["BodyLimit", "TooLarge", "route_path", "too_large_error"]
 
@@ -22,7 +23,7 @@ def too_large_error(max_bytes: int) -> SignatureError:
     """What a too large request is told: the signature file's own limit."""
     return SignatureError(
         f"El archivo es demasiado grande: el máximo es "
-        f"{max_bytes // 1024} KB. Una firma electrónica (.pfx o .p12) pesa "
+        f"{format_size(max_bytes)}. Una firma electrónica (.pfx o .p12) pesa "
         "unos pocos KB; revisa que hayas elegido el archivo correcto.",
         code="request_too_large",
         field="signature",

@@ -252,11 +252,7 @@ def _schemas() -> dict[str, Any]:
         },
         "Signature": {
             "type": "object",
-            "required": [
-                "legal_representative_rut",
-                "signature",
-                "signature_password",
-            ],
+            "required": ["legal_representative_rut", "signature"],
             "properties": {
                 "legal_representative_rut": {
                     "type": "string",
@@ -266,9 +262,19 @@ def _schemas() -> dict[str, Any]:
                 "signature": {
                     "type": "string",
                     "format": "byte",
-                    "description": "The .pfx or .p12 file, in base64",
+                    "description": "The .pfx or .p12 file, in standard "
+                    "base64 (RFC 4648). Whitespace and line breaks (as the "
+                    "base64 tool writes them) are ignored and missing '=' "
+                    "padding is accepted; any other character is refused "
+                    "with signature_not_base64",
                 },
-                "signature_password": {"type": "string", "format": "password"},
+                "signature_password": {
+                    "type": "string",
+                    "format": "password",
+                    "description": "Empty or left out: the file is tried "
+                    "without a password, and one that has a password is "
+                    "refused with signature_password_missing",
+                },
             },
         },
         "Documents": {

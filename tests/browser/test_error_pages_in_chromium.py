@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Page, Route, expect
 
 from haulmer_onboarding.cli import local_stack
+from haulmer_onboarding.signatures import format_size
 from haulmer_onboarding.testing.scenarios import plain
 
 BUYER = "compras@ferreteria-los-andes.cl"
@@ -109,7 +110,9 @@ def test_link_and_form_refusals_are_pages_that_fit_a_phone(
     page.get_by_label("Correo electrónico").fill(BUYER)
     screens.press("ENVIAR EMAIL", "too-large", status=413)
     assert heading(page) == "Archivo demasiado grande"
-    expect(page.get_by_role("alert")).to_contain_text(f"{limit // 1024} KB")
+    expect(page.get_by_role("alert")).to_contain_text(
+        f"el máximo es {format_size(limit)}."
+    )
 
     # A used link: its step's done page, saying the link was used.
     url = kit.mailbox.expect(TAX_EMAIL, to=BUYER).link("SOLICITAR DOCUMENTO")

@@ -173,7 +173,7 @@ def test_the_customer_clicks_through_the_whole_journey(
     # File"): a Spanish hint, read with the box, says what to choose.
     file_box = page.get_by_label("Carga tu firma electrónica")
     expect(file_box).to_have_accessible_description(
-        re.compile(r"\.pfx o \.p12, de hasta 1024 KB")
+        re.compile(r"\.pfx o \.p12, de hasta 1 MB\.")
     )
     expect(page.locator("#signature-hint")).to_be_visible()
     size = file_box.bounding_box()

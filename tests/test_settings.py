@@ -1,0 +1,106 @@
+"""Settings refuse what would only fail later, and read every field's
+variable from the environment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from cryptography.fernet import Fernet
+
+from haulmer_onboarding import Settings
+
+SECRET = "s" * 32
+SEALING = Fernet.generate_key().decode()
+
+
+def settings(**changes: object) -> Settings:
+    values: dict[str, object] = {"secret_keys": (SECRET,), "sealing_keys": (SEALING,)}
+    values.update(changes)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "keys", [("notakey",), (SEALING, "x" * 44), (SEALING[:-2],), ("",)]
+)
+def test_a_sealing_key_that_is_not_fernet_is_refused_at_once(
+    keys: tuple[str, ...],
+) -> None:
+    with pytest.raises(ValueError, match="HAULMER_ONBOARDING_SEALING_KEYS") as caught:
+        settings(sealing_keys=keys)
+    for key in keys:
+        if key:
+            assert key not in str(caught.value)  # a secret is never echoed
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("signature_max_bytes", 0),
+        ("signature_max_bytes", -1),
+        ("signature_expiry_warning_days", -1),
+        ("certification_business_days", 0),
+        ("forgot_password_per_address", 0),
+        ("smtp_timeout", 0.0),
+        ("forgot_password_window", timedelta(0)),
+    ],
+)
+def test_numbers_out_of_range_are_refused(name: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"HAULMER_ONBOARDING_{name.upper()}"):
+        settings(**{name: value})
+
+
+def test_a_zero_day_expiry_warning_is_allowed() -> None:
+    assert settings(signature_expiry_warning_days=0).signature_expiry_warning_days == 0
+
+
+def test_from_env_reads_every_number_and_duration() -> None:
+    env = {
+        "HAULMER_ONBOARDING_SECRET_KEYS": SECRET,
+        "HAULMER_ONBOARDING_SEALING_KEYS": SEALING,
+        "HAULMER_ONBOARDING_SIGNATURE_MAX_BYTES": "2097152",
+        "HAULMER_ONBOARDING_SIGNATURE_EXPIRY_WARNING_DAYS": "45",
+        "HAULMER_ONBOARDING_CERTIFICATION_BUSINESS_DAYS": "10",
+        "HAULMER_ONBOARDING_SMTP_PORT": "2525",
+        "HAULMER_ONBOARDING_SMTP_TIMEOUT": "2.5",
+        "HAULMER_ONBOARDING_CLOCK_SKEW": "30",
+        "HAULMER_ONBOARDING_FORGOT_PASSWORD_PER_ADDRESS": "3",
+        "HAULMER_ONBOARDING_FORGOT_PASSWORD_PER_CLIENT": "9",
+        "HAULMER_ONBOARDING_FORGOT_PASSWORD_WINDOW": "600",
+        "HAULMER_ONBOARDING_LINK_MAX_AGES": "create_password=3600, start_setup=7200",
+    }
+    read = Settings.from_env(env)
+    assert read.signature_max_bytes == 2_097_152
+    assert read.signature_expiry_warning_days == 45
+    assert read.certification_business_days == 10
+    assert read.smtp_port == 2525
+    assert read.smtp_timeout == 2.5
+    assert read.clock_skew == timedelta(seconds=30)
+    assert read.forgot_password_per_address == 3
+    assert read.forgot_password_per_client == 9
+    assert read.forgot_password_window == timedelta(minutes=10)
+    assert read.link_max_ages == {
+        "create_password": timedelta(hours=1),
+        "start_setup": timedelta(hours=2),
+    }
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("SIGNATURE_MAX_BYTES", "1MB"),
+        ("SIGNATURE_MAX_BYTES", "0"),
+        ("SIGNATURE_EXPIRY_WARNING_DAYS", "-3"),
+        ("SMTP_TIMEOUT", "soon"),
+        ("LINK_MAX_AGES", "create_password"),
+        ("LINK_MAX_AGES", "create_password=una hora"),
+    ],
+)
+def test_from_env_names_the_variable_it_cannot_read(variable: str, raw: str) -> None:
+    env = {
+        "HAULMER_ONBOARDING_SECRET_KEYS": SECRET,
+        "HAULMER_ONBOARDING_SEALING_KEYS": SEALING,
+        "HAULMER_ONBOARDING_" + variable: raw,
+    }
+    with pytest.raises(ValueError, match="HAULMER_ONBOARDING_" + variable):
+        Settings.from_env(env)
