@@ -120,6 +120,46 @@ RENEWABLE = frozenset(
         Purpose.TAX_DOCUMENT,
     }
 )
+# The reads behind every link page, built once: building a SQLAlchemy
+# statement costs more than running it on SQLite.
+_admin = customers.alias("administrator")
+_JOURNEY_VIEW = (
+    sa.select(
+        journeys.c.id,
+        journeys.c.order_number,
+        journeys.c.stage,
+        journeys.c.products,
+        journeys.c.changes_legal_name,
+        journeys.c.workspace_id,
+        journeys.c.organization_id,
+        journeys.c.documents,
+        journeys.c.signature_info,
+        journeys.c.certification,
+        journeys.c.tax_document,
+        journeys.c.created_at,
+        customers.c.id.label("buyer_id"),
+        customers.c.email.label("buyer_email"),
+        customers.c.name.label("buyer_name"),
+        (customers.c.password_hash.is_not(None)).label("buyer_has_password"),
+        workspaces.c.name.label("workspace_name"),
+        workspaces.c.finished_at.label("workspace_finished_at"),
+        _admin.c.email.label("administrator_email"),
+    )
+    .join(customers, customers.c.id == journeys.c.customer_id)
+    .join(workspaces, workspaces.c.id == journeys.c.workspace_id, isouter=True)
+    .join(_admin, _admin.c.id == workspaces.c.administrator_id, isouter=True)
+    .where(journeys.c.id == sa.bindparam("journey_id"))
+)
+_ORGANIZATIONS = (
+    sa.select(organizations.c.id, organizations.c.legal_name, organizations.c.rut)
+    .where(organizations.c.workspace_id == sa.bindparam("workspace_id"))
+    .order_by(organizations.c.id)
+)
+_CUSTOMER = sa.select(customers).where(customers.c.id == sa.bindparam("customer_id"))
+_PURCHASE = sa.select(journeys.c.purchase).where(
+    journeys.c.id == sa.bindparam("journey_id")
+)
+
 _SETUP_OPEN = (
     Stage.SETUP_PENDING,
     Stage.SETUP_STARTED,
@@ -371,12 +411,7 @@ class Onboarding:
             .where(workspaces.c.id == workspace_id),
         )
         assert row is not None
-        orgs = store.all_rows(
-            conn,
-            sa.select(organizations)
-            .where(organizations.c.workspace_id == workspace_id)
-            .order_by(organizations.c.id),
-        )
+        orgs = conn.execute(_ORGANIZATIONS, {"workspace_id": workspace_id})
         return Workspace(
             id=row.id,
             name=row.name,
@@ -388,22 +423,47 @@ class Onboarding:
         )
 
     def _journey(self, conn: Connection, row: Row[Any]) -> Journey:
-        buyer = store.customer_by_id(conn, row.customer_id)
-        assert buyer is not None
-        workspace = (
-            self._workspace(conn, row.workspace_id) if row.workspace_id else None
-        )
-        organization = None
-        if workspace is not None and row.organization_id is not None:
-            organization = next(
-                o for o in workspace.organizations if o.id == row.organization_id
+        """The journey of ``row`` as it stands in ``conn``'s transaction."""
+        journey = self._journey_by_id(conn, row.id)
+        assert journey is not None
+        return journey
+
+    def _journey_by_id(self, conn: Connection, journey_id: int) -> Journey | None:
+        # Two statements built once: the journey with its buyer, workspace
+        # and administrator, then the workspace's organizations.
+        row = conn.execute(_JOURNEY_VIEW, {"journey_id": journey_id}).first()
+        if row is None:
+            return None
+        workspace = organization = None
+        if row.workspace_id is not None:
+            orgs = tuple(
+                Organization(id=o.id, legal_name=o.legal_name, rut=o.rut)
+                for o in conn.execute(
+                    _ORGANIZATIONS, {"workspace_id": row.workspace_id}
+                )
             )
+            workspace = Workspace(
+                id=row.workspace_id,
+                name=row.workspace_name,
+                administrator_email=row.administrator_email,
+                organizations=orgs,
+                finished=row.workspace_finished_at is not None,
+            )
+            if row.organization_id is not None:
+                organization = next(
+                    o for o in orgs if o.id == row.organization_id
+                )
         tax = row.tax_document
         return Journey(
             id=row.id,
             order_number=row.order_number,
             stage=Stage(row.stage),
-            buyer=self._customer(buyer),
+            buyer=Customer(
+                id=row.buyer_id,
+                email=row.buyer_email,
+                name=row.buyer_name,
+                has_password=bool(row.buyer_has_password),
+            ),
             products=tuple(row.products),
             changes_legal_name=row.changes_legal_name,
             workspace=workspace,
@@ -416,14 +476,14 @@ class Onboarding:
         )
 
     def journey(self, journey_id: int) -> Journey:
-        with self.store.begin() as conn:
-            row = store.journey_row(conn, journey_id)
-            if row is None:
-                raise NotFoundError()
-            return self._journey(conn, row)
+        with self.store.read() as conn:
+            journey = self._journey_by_id(conn, journey_id)
+        if journey is None:
+            raise NotFoundError()
+        return journey
 
     def journey_by_order(self, order_number: str) -> Journey:
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             row = store.journey_by_order(conn, order_number)
             if row is None:
                 raise NotFoundError()
@@ -431,7 +491,7 @@ class Onboarding:
 
     def events(self, journey_id: int) -> list[JourneyEvent]:
         """The journey's events, oldest first."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             rows = store.all_rows(
                 conn,
                 sa.select(events)
@@ -445,15 +505,9 @@ class Onboarding:
 
     def open_link(self, token: str, purpose: str) -> Link:
         """What a GET on a link shows. Reads only: nothing is consumed."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             live = self.links.read(conn, token, purpose)
-            if live.subject.startswith("customer:"):
-                row = store.customer_by_id(conn, live.subject_id)
-                assert row is not None
-                return Link(purpose, live.claims, customer=self._customer(row))
-            journey_row = store.journey_row(conn, live.subject_id)
-            assert journey_row is not None
-            return Link(purpose, live.claims, journey=self._journey(conn, journey_row))
+            return self._link_view(conn, purpose, live.claims, live.subject)
 
     def completed_link(self, token: str, purpose: str) -> Link:
         """What a used link completed: the account or journey it acted on.
@@ -461,21 +515,26 @@ class Onboarding:
         Raises a ``LinkError`` unless ``token`` is a genuine link that was
         used (or killed by its own step's completion). Reads only.
         """
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             subject = self.links.read_used(conn, token, purpose)
-            key = int(subject.partition(":")[2])
-            if subject.startswith("customer:"):
-                row = store.customer_by_id(conn, key)
-                assert row is not None
-                return Link(purpose, None, customer=self._customer(row))
-            journey_row = store.journey_row(conn, key)
-            assert journey_row is not None
-            return Link(purpose, None, journey=self._journey(conn, journey_row))
+            return self._link_view(conn, purpose, None, subject)
+
+    def _link_view(
+        self, conn: Connection, purpose: str, claims: LinkClaims | None, subject: str
+    ) -> Link:
+        key = int(subject.partition(":")[2])
+        if subject.startswith("customer:"):
+            row = conn.execute(_CUSTOMER, {"customer_id": key}).first()
+            assert row is not None
+            return Link(purpose, claims, customer=self._customer(row))
+        journey = self._journey_by_id(conn, key)
+        assert journey is not None
+        return Link(purpose, claims, journey=journey)
 
     def _peek(self, token: str, purpose: str) -> None:
         """Refuse a dead link before looking at the form: a customer with an
         old link should hear about the link, not about a typo."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             self.links.read(conn, token, purpose)
 
     def _journey_for_link(
@@ -716,7 +775,7 @@ class Onboarding:
 
         Reads only; raises the link's error when it cannot be renewed.
         """
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             subject = self.links.read_expired(conn, token, purpose)
             recipient = self._link_recipient(conn, purpose, subject)
         return ExpiredLink(purpose=purpose, recipient_hint=mask_email(recipient))
@@ -857,7 +916,7 @@ class Onboarding:
 
     def verify_password(self, email: str, password: str) -> bool:
         """Whether ``password`` opens the account of ``email``."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             row = store.customer_by_email(conn, normalize_email(email))
         if row is None or row.password_hash is None:
             return False
@@ -1210,10 +1269,9 @@ class Onboarding:
 
     def document_offer(self, journey: Journey) -> DocumentOffer:
         """The documents step of ``journey`` as its products define it."""
-        with self.store.begin() as conn:
-            row = store.journey_row(conn, journey.id)
-            assert row is not None
-            purchase = _purchase_from_json(row.purchase)
+        with self.store.read() as conn:
+            data = conn.execute(_PURCHASE, {"journey_id": journey.id}).scalar_one()
+        purchase = _purchase_from_json(data)
         return self.plugins.document_offer(journey.products, purchase)
 
     def choose_documents(self, token: str, codes: Iterable[int | str]) -> Journey:
@@ -1633,7 +1691,7 @@ class Onboarding:
 
     def enablement_actions(self, journey_id: int) -> list[dict[str, Any]]:
         """The journey's post-enablement actions and how they stand."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             rows = store.all_rows(
                 conn,
                 sa.select(enablement_actions)

@@ -161,6 +161,34 @@ class Store:
                 self._local.conn = None
             raise
 
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads: one consistent snapshot, no lock.
+
+        On SQLite a deferred ``BEGIN``: in WAL mode readers run beside the
+        writer instead of queueing for its lock as ``begin()`` does. On
+        PostgreSQL a plain transaction (no row is locked). Nothing may be
+        written in it.
+        """
+        if not self._sqlite:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+
+        conn = self._thread_connection()
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        # A deferred BEGIN takes no lock; the snapshot starts at the first
+        # read, and the busy timeout covers WAL's rare short waits.
+        driver.execute("BEGIN")
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            if conn.invalidated:
+                self._local.conn = None
+            raise
+
     def _begin_immediate(self, conn: Connection) -> None:
         # pysqlite would open the transaction at the first write, letting
         # two writers both read and then collide; BEGIN IMMEDIATE takes the
