@@ -307,7 +307,8 @@ class Onboarding:
         )
         self.links = LinkBook(self.signer, base_url=settings.base_url, clock=self.clock)
         self.renderer = Renderer(
-            [*settings.template_dirs, *self.plugins.template_dirs()]
+            [*settings.template_dirs, *self.plugins.template_dirs()],
+            auto_reload=settings.development,
         )
         self.sealer = SignatureSealer(settings.sealing_keys)
         self.certification = certification or CertificationClient(
