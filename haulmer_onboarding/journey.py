@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -64,6 +64,7 @@ from haulmer_onboarding.errors import (
 from haulmer_onboarding.hookspecs import Plugins
 from haulmer_onboarding.links import COMPLETED, LinkBook, LiveLink
 from haulmer_onboarding.mail import Relay, Renderer, queue_email
+from haulmer_onboarding.mail.outbox import PreparedEmail, prepare_email, write_email
 from haulmer_onboarding.models import (
     Customer,
     DocumentOffer,
@@ -279,6 +280,15 @@ class _Pending:
     """What a transaction leaves to do once it has committed."""
 
     events: list[JourneyEvent] = attrs.field(factory=list)
+    # Prepared before the transaction (rendering is slow, and a write
+    # transaction holds SQLite's only write lock): link tokens by purpose,
+    # and emails with the template, recipient and context they were
+    # rendered from. The transaction uses an email only when what it would
+    # render is exactly that; otherwise it renders its own.
+    tokens: dict[str, tuple[str, LinkClaims]] = attrs.field(factory=dict)
+    prepared: list[tuple[str, str, dict[str, Any], PreparedEmail]] = attrs.field(
+        factory=list
+    )
 
 
 class Onboarding:
@@ -340,8 +350,10 @@ class Onboarding:
         self.store.dispose()
 
     @contextmanager
-    def _transaction(self) -> Iterator[tuple[Connection, _Pending]]:
-        pending = _Pending()
+    def _transaction(
+        self, prepared: _Pending | None = None
+    ) -> Iterator[tuple[Connection, _Pending]]:
+        pending = prepared or _Pending()
         with self.store.begin() as conn:
             yield conn, pending
         for event in pending.events:
@@ -349,6 +361,40 @@ class Onboarding:
 
     def link_url(self, purpose: str, token: str) -> str:
         return self.links.url(purpose, token)
+
+    def _issue(
+        self, conn: Connection, pending: _Pending, purpose: str, subject: str
+    ) -> str:
+        """``LinkBook.issue``, with the token prepared for ``purpose`` if any."""
+        return self.links.issue(
+            conn, purpose, subject, signed=pending.tokens.pop(purpose, None)
+        )
+
+    def _prepare(
+        self,
+        pending: _Pending,
+        template: str,
+        recipient: str,
+        /,
+        **context: Any,
+    ) -> None:
+        """Render an email ahead of the transaction that will queue it."""
+        context.setdefault("recipient", recipient)
+        prepared = prepare_email(
+            self.renderer,
+            template=template,
+            sender=self.settings.mail_from,
+            recipient=recipient,
+            context=context,
+            now=self.clock(),
+            reply_to=self.settings.reply_to,
+        )
+        pending.prepared.append((template, recipient, context, prepared))
+
+    def _link_ahead(self, pending: _Pending, purpose: str) -> str:
+        """A token for a link the coming transaction will record; its URL."""
+        signed = pending.tokens[purpose] = self.signer.issue(purpose)
+        return self.links.url(purpose, signed[0])
 
     def _event(
         self,
@@ -377,17 +423,23 @@ class Onboarding:
         **context: Any,
     ) -> None:
         context.setdefault("recipient", recipient)
-        queue_email(
-            conn,
-            self.renderer,
-            template=template,
-            sender=self.settings.mail_from,
-            recipient=recipient,
-            context=context,
-            now=self.clock(),
-            journey_id=journey_id,
-            reply_to=self.settings.reply_to,
-        )
+        for n, (name, to, rendered_from, prepared) in enumerate(pending.prepared):
+            if (name, to, rendered_from) == (template, recipient, context):
+                del pending.prepared[n]
+                write_email(conn, prepared, now=self.clock(), journey_id=journey_id)
+                break
+        else:
+            queue_email(
+                conn,
+                self.renderer,
+                template=template,
+                sender=self.settings.mail_from,
+                recipient=recipient,
+                context=context,
+                now=self.clock(),
+                journey_id=journey_id,
+                reply_to=self.settings.reply_to,
+            )
         self._event(
             conn, pending, journey_id, "email_queued", template=template, to=recipient
         )
@@ -451,9 +503,7 @@ class Onboarding:
                 finished=row.workspace_finished_at is not None,
             )
             if row.organization_id is not None:
-                organization = next(
-                    o for o in orgs if o.id == row.organization_id
-                )
+                organization = next(o for o in orgs if o.id == row.organization_id)
         tax = row.tax_document
         return Journey(
             id=row.id,
@@ -594,7 +644,8 @@ class Onboarding:
             rut = _parse_rut(purchase.rut)
             self.plugins.validate_organization(legal_name, rut, products)
 
-        with self._transaction() as (conn, pending):
+        prepared = self._prepare_purchase(purchase, email, products, legal_name, rut)
+        with self._transaction(prepared) as (conn, pending):
             existing = store.journey_by_order(conn, order_number)
             if existing is not None:
                 if existing.purchase != _purchase_json(purchase, email):
@@ -687,20 +738,66 @@ class Onboarding:
     # -- the emails that carry a step's link -------------------------------
 
     def _purchase_context(self, row: Row[Any]) -> dict[str, Any]:
-        purchase = _purchase_from_json(row.purchase)
+        return self._purchase_context_of(row.purchase, row.products)
+
+    def _purchase_context_of(
+        self, purchase_json: Mapping[str, Any], products: Iterable[str]
+    ) -> dict[str, Any]:
+        purchase = _purchase_from_json(purchase_json)
         return {
             "buyer_name": purchase.buyer_name,
             "order_number": purchase.order_number,
             "items": purchase.items,
             "total": purchase.total,
-            "products": [self.plugins.products[p].name for p in row.products],
+            "products": [self.plugins.products[p].name for p in products],
         }
+
+    def _prepare_purchase(
+        self,
+        purchase: Purchase,
+        email: str,
+        products: Sequence[str],
+        legal_name: str,
+        rut: Rut | None,
+    ) -> _Pending:
+        """The new purchase's emails, rendered before its write transaction
+        from what the database holds now. Should the transaction find it
+        changed (the buyer set a password meanwhile, the order arrived
+        twice), its emails no longer match and it renders its own."""
+        pending = _Pending()
+        with self.store.read() as conn:
+            if store.journey_by_order(conn, purchase.order_number) is not None:
+                return pending
+            customer = store.customer_by_email(conn, email)
+        name = customer.name if customer is not None else purchase.buyer_name
+        common = self._purchase_context_of(_purchase_json(purchase, email), products)
+        self._prepare(pending, "purchase_succeeded", email, **common)
+        self._prepare(pending, "payment_confirmed", email, **common)
+        link = self._link_ahead(pending, Purpose.TAX_DOCUMENT)
+        self._prepare(pending, "tax_document", email, link=link, **common)
+        if customer is None or customer.password_hash is None:
+            link = self._link_ahead(pending, Purpose.CREATE_PASSWORD)
+            self._prepare(pending, "create_password", email, name=name, link=link)
+        if rut is None:
+            link = self._link_ahead(pending, Purpose.CREATE_WORKSPACE)
+            self._prepare(pending, "create_workspace", email, name=name, link=link)
+        else:
+            link = self._link_ahead(pending, Purpose.START_SETUP)
+            self._prepare(
+                pending,
+                "start_setup",
+                email,
+                name=name,
+                legal_name=legal_name,
+                link=link,
+            )
+        return pending
 
     def _send_tax_document(
         self, conn: Connection, pending: _Pending, row: Row[Any]
     ) -> str:
         recipient = self._buyer_email(conn, row)
-        link = self.links.issue(conn, Purpose.TAX_DOCUMENT, f"journey:{row.id}")
+        link = self._issue(conn, pending, Purpose.TAX_DOCUMENT, f"journey:{row.id}")
         context = self._purchase_context(row)
         self._email(
             conn, pending, "tax_document", recipient, row.id, link=link, **context
@@ -715,7 +812,7 @@ class Onboarding:
         journey_id: int | None,
     ) -> str:
         subject = f"customer:{customer.id}"
-        link = self.links.issue(conn, Purpose.CREATE_PASSWORD, subject)
+        link = self._issue(conn, pending, Purpose.CREATE_PASSWORD, subject)
         self._email(
             conn,
             pending,
@@ -733,7 +830,7 @@ class Onboarding:
         recipient = self._buyer_email(conn, row)
         buyer = store.customer_by_id(conn, row.customer_id)
         assert buyer is not None
-        link = self.links.issue(conn, Purpose.CREATE_WORKSPACE, f"journey:{row.id}")
+        link = self._issue(conn, pending, Purpose.CREATE_WORKSPACE, f"journey:{row.id}")
         self._email(
             conn,
             pending,
@@ -751,7 +848,7 @@ class Onboarding:
         recipient = self._administrator_email(conn, row)
         admin = store.customer_by_email(conn, recipient)
         assert admin is not None
-        link = self.links.issue(conn, Purpose.START_SETUP, f"journey:{row.id}")
+        link = self._issue(conn, pending, Purpose.START_SETUP, f"journey:{row.id}")
         self._email(
             conn,
             pending,

@@ -11,12 +11,19 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
+import attrs
 from sqlalchemy import Connection
 
 from haulmer_onboarding.mail.render import Renderer
 from haulmer_onboarding.store import insert, outbox
 
-__all__ = ["build_message", "queue_email"]
+__all__ = [
+    "PreparedEmail",
+    "build_message",
+    "prepare_email",
+    "queue_email",
+    "write_email",
+]
 
 logger = logging.getLogger("haulmer_onboarding")
 
@@ -52,6 +59,82 @@ def build_message(
     return message
 
 
+@attrs.frozen
+class PreparedEmail:
+    """An email rendered and built, waiting for the transaction that queues
+    it: rendering takes milliseconds, which a write transaction should not
+    hold the database's lock for."""
+
+    template: str
+    recipient: str
+    subject: str
+    message_id: str
+    raw: bytes
+
+
+def prepare_email(
+    renderer: Renderer,
+    *,
+    template: str,
+    sender: str,
+    recipient: str,
+    context: Mapping[str, Any],
+    now: datetime,
+    reply_to: str | None = None,
+) -> PreparedEmail:
+    """Render ``template`` into the bytes the relay will send."""
+    rendered = renderer.email(template, context)
+    message = build_message(
+        sender=sender,
+        recipient=str(Address(addr_spec=recipient)),
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        now=now,
+        reply_to=reply_to,
+    )
+    return PreparedEmail(
+        template=template,
+        recipient=recipient,
+        subject=rendered.subject,
+        message_id=str(message["Message-ID"]),
+        # SMTP wants CRLF line ends; smtplib does not fix them in bytes.
+        raw=message.as_bytes(policy=email.policy.SMTP),
+    )
+
+
+def write_email(
+    conn: Connection,
+    prepared: PreparedEmail,
+    *,
+    now: datetime,
+    journey_id: int | None = None,
+) -> str:
+    """Write a prepared email to the outbox; return its Message-ID."""
+    insert(
+        conn,
+        outbox,
+        {
+            "message_id": prepared.message_id,
+            "journey_id": journey_id,
+            "template": prepared.template,
+            "recipient": prepared.recipient,
+            "subject": prepared.subject,
+            "raw": prepared.raw,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
+    )
+    logger.info(
+        "email queued: %s to journey %s (%s)",
+        prepared.template,
+        journey_id,
+        prepared.message_id,
+    )
+    return prepared.message_id
+
+
 def queue_email(
     conn: Connection,
     renderer: Renderer,
@@ -65,32 +148,13 @@ def queue_email(
     reply_to: str | None = None,
 ) -> str:
     """Render ``template`` and write it to the outbox; return its Message-ID."""
-    rendered = renderer.email(template, context)
-    message = build_message(
+    prepared = prepare_email(
+        renderer,
+        template=template,
         sender=sender,
-        recipient=str(Address(addr_spec=recipient)),
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
+        recipient=recipient,
+        context=context,
         now=now,
         reply_to=reply_to,
     )
-    message_id = str(message["Message-ID"])
-    insert(
-        conn,
-        outbox,
-        {
-            "message_id": message_id,
-            "journey_id": journey_id,
-            "template": template,
-            "recipient": recipient,
-            "subject": rendered.subject,
-            # SMTP wants CRLF line ends; smtplib does not fix them in bytes.
-            "raw": message.as_bytes(policy=email.policy.SMTP),
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        },
-    )
-    logger.info("email queued: %s to journey %s (%s)", template, journey_id, message_id)
-    return message_id
+    return write_email(conn, prepared, now=now, journey_id=journey_id)
