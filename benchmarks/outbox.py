@@ -23,7 +23,6 @@ Target: the relay at least 0.8x the bare loop's rate.
 from __future__ import annotations
 
 import argparse
-import email.policy
 import logging
 import os
 import smtplib
@@ -39,7 +38,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from haulmer_onboarding.mail import Relay
-from haulmer_onboarding.mail.outbox import build_message
+from haulmer_onboarding.mail.outbox import build_message, message_bytes
 from haulmer_onboarding.store import Store, outbox
 
 ROUNDS = 5
@@ -106,7 +105,7 @@ def messages(count: int) -> list[tuple[str, bytes, str]]:
             html=html,
             now=now,
         )
-        raw = message.as_bytes(policy=email.policy.SMTP)
+        raw = message_bytes(message)
         made.append((recipient, raw, str(message["Message-ID"])))
     return made
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -64,6 +64,7 @@ from haulmer_onboarding.errors import (
 from haulmer_onboarding.hookspecs import Plugins
 from haulmer_onboarding.links import COMPLETED, LinkBook, LiveLink
 from haulmer_onboarding.mail import Relay, Renderer, queue_email
+from haulmer_onboarding.mail.outbox import PreparedEmail, prepare_email, write_email
 from haulmer_onboarding.models import (
     Customer,
     DocumentOffer,
@@ -120,6 +121,46 @@ RENEWABLE = frozenset(
         Purpose.TAX_DOCUMENT,
     }
 )
+# The reads behind every link page, built once: building a SQLAlchemy
+# statement costs more than running it on SQLite.
+_admin = customers.alias("administrator")
+_JOURNEY_VIEW = (
+    sa.select(
+        journeys.c.id,
+        journeys.c.order_number,
+        journeys.c.stage,
+        journeys.c.products,
+        journeys.c.changes_legal_name,
+        journeys.c.workspace_id,
+        journeys.c.organization_id,
+        journeys.c.documents,
+        journeys.c.signature_info,
+        journeys.c.certification,
+        journeys.c.tax_document,
+        journeys.c.created_at,
+        customers.c.id.label("buyer_id"),
+        customers.c.email.label("buyer_email"),
+        customers.c.name.label("buyer_name"),
+        (customers.c.password_hash.is_not(None)).label("buyer_has_password"),
+        workspaces.c.name.label("workspace_name"),
+        workspaces.c.finished_at.label("workspace_finished_at"),
+        _admin.c.email.label("administrator_email"),
+    )
+    .join(customers, customers.c.id == journeys.c.customer_id)
+    .join(workspaces, workspaces.c.id == journeys.c.workspace_id, isouter=True)
+    .join(_admin, _admin.c.id == workspaces.c.administrator_id, isouter=True)
+    .where(journeys.c.id == sa.bindparam("journey_id"))
+)
+_ORGANIZATIONS = (
+    sa.select(organizations.c.id, organizations.c.legal_name, organizations.c.rut)
+    .where(organizations.c.workspace_id == sa.bindparam("workspace_id"))
+    .order_by(organizations.c.id)
+)
+_CUSTOMER = sa.select(customers).where(customers.c.id == sa.bindparam("customer_id"))
+_PURCHASE = sa.select(journeys.c.purchase).where(
+    journeys.c.id == sa.bindparam("journey_id")
+)
+
 _SETUP_OPEN = (
     Stage.SETUP_PENDING,
     Stage.SETUP_STARTED,
@@ -239,6 +280,15 @@ class _Pending:
     """What a transaction leaves to do once it has committed."""
 
     events: list[JourneyEvent] = attrs.field(factory=list)
+    # Prepared before the transaction (rendering is slow, and a write
+    # transaction holds SQLite's only write lock): link tokens by purpose,
+    # and emails with the template, recipient and context they were
+    # rendered from. The transaction uses an email only when what it would
+    # render is exactly that; otherwise it renders its own.
+    tokens: dict[str, tuple[str, LinkClaims]] = attrs.field(factory=dict)
+    prepared: list[tuple[str, str, dict[str, Any], PreparedEmail]] = attrs.field(
+        factory=list
+    )
 
 
 class Onboarding:
@@ -267,7 +317,8 @@ class Onboarding:
         )
         self.links = LinkBook(self.signer, base_url=settings.base_url, clock=self.clock)
         self.renderer = Renderer(
-            [*settings.template_dirs, *self.plugins.template_dirs()]
+            [*settings.template_dirs, *self.plugins.template_dirs()],
+            auto_reload=settings.development,
         )
         self.sealer = SignatureSealer(settings.sealing_keys)
         self.certification = certification or CertificationClient(
@@ -299,8 +350,10 @@ class Onboarding:
         self.store.dispose()
 
     @contextmanager
-    def _transaction(self) -> Iterator[tuple[Connection, _Pending]]:
-        pending = _Pending()
+    def _transaction(
+        self, prepared: _Pending | None = None
+    ) -> Iterator[tuple[Connection, _Pending]]:
+        pending = prepared or _Pending()
         with self.store.begin() as conn:
             yield conn, pending
         for event in pending.events:
@@ -308,6 +361,40 @@ class Onboarding:
 
     def link_url(self, purpose: str, token: str) -> str:
         return self.links.url(purpose, token)
+
+    def _issue(
+        self, conn: Connection, pending: _Pending, purpose: str, subject: str
+    ) -> str:
+        """``LinkBook.issue``, with the token prepared for ``purpose`` if any."""
+        return self.links.issue(
+            conn, purpose, subject, signed=pending.tokens.pop(purpose, None)
+        )
+
+    def _prepare(
+        self,
+        pending: _Pending,
+        template: str,
+        recipient: str,
+        /,
+        **context: Any,
+    ) -> None:
+        """Render an email ahead of the transaction that will queue it."""
+        context.setdefault("recipient", recipient)
+        prepared = prepare_email(
+            self.renderer,
+            template=template,
+            sender=self.settings.mail_from,
+            recipient=recipient,
+            context=context,
+            now=self.clock(),
+            reply_to=self.settings.reply_to,
+        )
+        pending.prepared.append((template, recipient, context, prepared))
+
+    def _link_ahead(self, pending: _Pending, purpose: str) -> str:
+        """A token for a link the coming transaction will record; its URL."""
+        signed = pending.tokens[purpose] = self.signer.issue(purpose)
+        return self.links.url(purpose, signed[0])
 
     def _event(
         self,
@@ -336,17 +423,23 @@ class Onboarding:
         **context: Any,
     ) -> None:
         context.setdefault("recipient", recipient)
-        queue_email(
-            conn,
-            self.renderer,
-            template=template,
-            sender=self.settings.mail_from,
-            recipient=recipient,
-            context=context,
-            now=self.clock(),
-            journey_id=journey_id,
-            reply_to=self.settings.reply_to,
-        )
+        for n, (name, to, rendered_from, prepared) in enumerate(pending.prepared):
+            if (name, to, rendered_from) == (template, recipient, context):
+                del pending.prepared[n]
+                write_email(conn, prepared, now=self.clock(), journey_id=journey_id)
+                break
+        else:
+            queue_email(
+                conn,
+                self.renderer,
+                template=template,
+                sender=self.settings.mail_from,
+                recipient=recipient,
+                context=context,
+                now=self.clock(),
+                journey_id=journey_id,
+                reply_to=self.settings.reply_to,
+            )
         self._event(
             conn, pending, journey_id, "email_queued", template=template, to=recipient
         )
@@ -371,12 +464,7 @@ class Onboarding:
             .where(workspaces.c.id == workspace_id),
         )
         assert row is not None
-        orgs = store.all_rows(
-            conn,
-            sa.select(organizations)
-            .where(organizations.c.workspace_id == workspace_id)
-            .order_by(organizations.c.id),
-        )
+        orgs = conn.execute(_ORGANIZATIONS, {"workspace_id": workspace_id})
         return Workspace(
             id=row.id,
             name=row.name,
@@ -388,22 +476,45 @@ class Onboarding:
         )
 
     def _journey(self, conn: Connection, row: Row[Any]) -> Journey:
-        buyer = store.customer_by_id(conn, row.customer_id)
-        assert buyer is not None
-        workspace = (
-            self._workspace(conn, row.workspace_id) if row.workspace_id else None
-        )
-        organization = None
-        if workspace is not None and row.organization_id is not None:
-            organization = next(
-                o for o in workspace.organizations if o.id == row.organization_id
+        """The journey of ``row`` as it stands in ``conn``'s transaction."""
+        journey = self._journey_by_id(conn, row.id)
+        assert journey is not None
+        return journey
+
+    def _journey_by_id(self, conn: Connection, journey_id: int) -> Journey | None:
+        # Two statements built once: the journey with its buyer, workspace
+        # and administrator, then the workspace's organizations.
+        row = conn.execute(_JOURNEY_VIEW, {"journey_id": journey_id}).first()
+        if row is None:
+            return None
+        workspace = organization = None
+        if row.workspace_id is not None:
+            orgs = tuple(
+                Organization(id=o.id, legal_name=o.legal_name, rut=o.rut)
+                for o in conn.execute(
+                    _ORGANIZATIONS, {"workspace_id": row.workspace_id}
+                )
             )
+            workspace = Workspace(
+                id=row.workspace_id,
+                name=row.workspace_name,
+                administrator_email=row.administrator_email,
+                organizations=orgs,
+                finished=row.workspace_finished_at is not None,
+            )
+            if row.organization_id is not None:
+                organization = next(o for o in orgs if o.id == row.organization_id)
         tax = row.tax_document
         return Journey(
             id=row.id,
             order_number=row.order_number,
             stage=Stage(row.stage),
-            buyer=self._customer(buyer),
+            buyer=Customer(
+                id=row.buyer_id,
+                email=row.buyer_email,
+                name=row.buyer_name,
+                has_password=bool(row.buyer_has_password),
+            ),
             products=tuple(row.products),
             changes_legal_name=row.changes_legal_name,
             workspace=workspace,
@@ -416,14 +527,14 @@ class Onboarding:
         )
 
     def journey(self, journey_id: int) -> Journey:
-        with self.store.begin() as conn:
-            row = store.journey_row(conn, journey_id)
-            if row is None:
-                raise NotFoundError()
-            return self._journey(conn, row)
+        with self.store.read() as conn:
+            journey = self._journey_by_id(conn, journey_id)
+        if journey is None:
+            raise NotFoundError()
+        return journey
 
     def journey_by_order(self, order_number: str) -> Journey:
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             row = store.journey_by_order(conn, order_number)
             if row is None:
                 raise NotFoundError()
@@ -431,7 +542,7 @@ class Onboarding:
 
     def events(self, journey_id: int) -> list[JourneyEvent]:
         """The journey's events, oldest first."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             rows = store.all_rows(
                 conn,
                 sa.select(events)
@@ -445,15 +556,9 @@ class Onboarding:
 
     def open_link(self, token: str, purpose: str) -> Link:
         """What a GET on a link shows. Reads only: nothing is consumed."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             live = self.links.read(conn, token, purpose)
-            if live.subject.startswith("customer:"):
-                row = store.customer_by_id(conn, live.subject_id)
-                assert row is not None
-                return Link(purpose, live.claims, customer=self._customer(row))
-            journey_row = store.journey_row(conn, live.subject_id)
-            assert journey_row is not None
-            return Link(purpose, live.claims, journey=self._journey(conn, journey_row))
+            return self._link_view(conn, purpose, live.claims, live.subject)
 
     def completed_link(self, token: str, purpose: str) -> Link:
         """What a used link completed: the account or journey it acted on.
@@ -461,21 +566,26 @@ class Onboarding:
         Raises a ``LinkError`` unless ``token`` is a genuine link that was
         used (or killed by its own step's completion). Reads only.
         """
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             subject = self.links.read_used(conn, token, purpose)
-            key = int(subject.partition(":")[2])
-            if subject.startswith("customer:"):
-                row = store.customer_by_id(conn, key)
-                assert row is not None
-                return Link(purpose, None, customer=self._customer(row))
-            journey_row = store.journey_row(conn, key)
-            assert journey_row is not None
-            return Link(purpose, None, journey=self._journey(conn, journey_row))
+            return self._link_view(conn, purpose, None, subject)
+
+    def _link_view(
+        self, conn: Connection, purpose: str, claims: LinkClaims | None, subject: str
+    ) -> Link:
+        key = int(subject.partition(":")[2])
+        if subject.startswith("customer:"):
+            row = conn.execute(_CUSTOMER, {"customer_id": key}).first()
+            assert row is not None
+            return Link(purpose, claims, customer=self._customer(row))
+        journey = self._journey_by_id(conn, key)
+        assert journey is not None
+        return Link(purpose, claims, journey=journey)
 
     def _peek(self, token: str, purpose: str) -> None:
         """Refuse a dead link before looking at the form: a customer with an
         old link should hear about the link, not about a typo."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             self.links.read(conn, token, purpose)
 
     def _journey_for_link(
@@ -534,7 +644,8 @@ class Onboarding:
             rut = _parse_rut(purchase.rut)
             self.plugins.validate_organization(legal_name, rut, products)
 
-        with self._transaction() as (conn, pending):
+        prepared = self._prepare_purchase(purchase, email, products, legal_name, rut)
+        with self._transaction(prepared) as (conn, pending):
             existing = store.journey_by_order(conn, order_number)
             if existing is not None:
                 if existing.purchase != _purchase_json(purchase, email):
@@ -627,20 +738,66 @@ class Onboarding:
     # -- the emails that carry a step's link -------------------------------
 
     def _purchase_context(self, row: Row[Any]) -> dict[str, Any]:
-        purchase = _purchase_from_json(row.purchase)
+        return self._purchase_context_of(row.purchase, row.products)
+
+    def _purchase_context_of(
+        self, purchase_json: Mapping[str, Any], products: Iterable[str]
+    ) -> dict[str, Any]:
+        purchase = _purchase_from_json(purchase_json)
         return {
             "buyer_name": purchase.buyer_name,
             "order_number": purchase.order_number,
             "items": purchase.items,
             "total": purchase.total,
-            "products": [self.plugins.products[p].name for p in row.products],
+            "products": [self.plugins.products[p].name for p in products],
         }
+
+    def _prepare_purchase(
+        self,
+        purchase: Purchase,
+        email: str,
+        products: Sequence[str],
+        legal_name: str,
+        rut: Rut | None,
+    ) -> _Pending:
+        """The new purchase's emails, rendered before its write transaction
+        from what the database holds now. Should the transaction find it
+        changed (the buyer set a password meanwhile, the order arrived
+        twice), its emails no longer match and it renders its own."""
+        pending = _Pending()
+        with self.store.read() as conn:
+            if store.journey_by_order(conn, purchase.order_number) is not None:
+                return pending
+            customer = store.customer_by_email(conn, email)
+        name = customer.name if customer is not None else purchase.buyer_name
+        common = self._purchase_context_of(_purchase_json(purchase, email), products)
+        self._prepare(pending, "purchase_succeeded", email, **common)
+        self._prepare(pending, "payment_confirmed", email, **common)
+        link = self._link_ahead(pending, Purpose.TAX_DOCUMENT)
+        self._prepare(pending, "tax_document", email, link=link, **common)
+        if customer is None or customer.password_hash is None:
+            link = self._link_ahead(pending, Purpose.CREATE_PASSWORD)
+            self._prepare(pending, "create_password", email, name=name, link=link)
+        if rut is None:
+            link = self._link_ahead(pending, Purpose.CREATE_WORKSPACE)
+            self._prepare(pending, "create_workspace", email, name=name, link=link)
+        else:
+            link = self._link_ahead(pending, Purpose.START_SETUP)
+            self._prepare(
+                pending,
+                "start_setup",
+                email,
+                name=name,
+                legal_name=legal_name,
+                link=link,
+            )
+        return pending
 
     def _send_tax_document(
         self, conn: Connection, pending: _Pending, row: Row[Any]
     ) -> str:
         recipient = self._buyer_email(conn, row)
-        link = self.links.issue(conn, Purpose.TAX_DOCUMENT, f"journey:{row.id}")
+        link = self._issue(conn, pending, Purpose.TAX_DOCUMENT, f"journey:{row.id}")
         context = self._purchase_context(row)
         self._email(
             conn, pending, "tax_document", recipient, row.id, link=link, **context
@@ -655,7 +812,7 @@ class Onboarding:
         journey_id: int | None,
     ) -> str:
         subject = f"customer:{customer.id}"
-        link = self.links.issue(conn, Purpose.CREATE_PASSWORD, subject)
+        link = self._issue(conn, pending, Purpose.CREATE_PASSWORD, subject)
         self._email(
             conn,
             pending,
@@ -673,7 +830,7 @@ class Onboarding:
         recipient = self._buyer_email(conn, row)
         buyer = store.customer_by_id(conn, row.customer_id)
         assert buyer is not None
-        link = self.links.issue(conn, Purpose.CREATE_WORKSPACE, f"journey:{row.id}")
+        link = self._issue(conn, pending, Purpose.CREATE_WORKSPACE, f"journey:{row.id}")
         self._email(
             conn,
             pending,
@@ -691,7 +848,7 @@ class Onboarding:
         recipient = self._administrator_email(conn, row)
         admin = store.customer_by_email(conn, recipient)
         assert admin is not None
-        link = self.links.issue(conn, Purpose.START_SETUP, f"journey:{row.id}")
+        link = self._issue(conn, pending, Purpose.START_SETUP, f"journey:{row.id}")
         self._email(
             conn,
             pending,
@@ -716,7 +873,7 @@ class Onboarding:
 
         Reads only; raises the link's error when it cannot be renewed.
         """
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             subject = self.links.read_expired(conn, token, purpose)
             recipient = self._link_recipient(conn, purpose, subject)
         return ExpiredLink(purpose=purpose, recipient_hint=mask_email(recipient))
@@ -857,7 +1014,7 @@ class Onboarding:
 
     def verify_password(self, email: str, password: str) -> bool:
         """Whether ``password`` opens the account of ``email``."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             row = store.customer_by_email(conn, normalize_email(email))
         if row is None or row.password_hash is None:
             return False
@@ -1210,10 +1367,9 @@ class Onboarding:
 
     def document_offer(self, journey: Journey) -> DocumentOffer:
         """The documents step of ``journey`` as its products define it."""
-        with self.store.begin() as conn:
-            row = store.journey_row(conn, journey.id)
-            assert row is not None
-            purchase = _purchase_from_json(row.purchase)
+        with self.store.read() as conn:
+            data = conn.execute(_PURCHASE, {"journey_id": journey.id}).scalar_one()
+        purchase = _purchase_from_json(data)
         return self.plugins.document_offer(journey.products, purchase)
 
     def choose_documents(self, token: str, codes: Iterable[int | str]) -> Journey:
@@ -1633,7 +1789,7 @@ class Onboarding:
 
     def enablement_actions(self, journey_id: int) -> list[dict[str, Any]]:
         """The journey's post-enablement actions and how they stand."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             rows = store.all_rows(
                 conn,
                 sa.select(enablement_actions)

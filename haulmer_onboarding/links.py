@@ -113,11 +113,24 @@ class LinkBook:
         return self._base_url + self._paths[purpose].format(token=token)
 
     def issue(
-        self, conn: Connection, purpose: str, subject: str, *, supersede: bool = True
+        self,
+        conn: Connection,
+        purpose: str,
+        subject: str,
+        *,
+        supersede: bool = True,
+        signed: tuple[str, LinkClaims] | None = None,
     ) -> str:
         """A new link's URL; with ``supersede`` the subject's older links of
-        the same purpose stop working."""
-        token, claims = self.signer.issue(purpose)
+        the same purpose stop working.
+
+        ``signed`` is a token the signer made for ``purpose`` beforehand (an
+        email was rendered with it outside the transaction); it works once
+        this transaction commits, as any other.
+        """
+        token, claims = signed or self.signer.issue(purpose)
+        if claims.purpose != purpose:
+            raise ValueError(f"a {claims.purpose} token cannot be a {purpose} link")
         if supersede:
             self.revoke(conn, subject, purpose, reason=SUPERSEDED)
         conn.execute(

@@ -6,10 +6,11 @@ import email
 import email.policy
 import os
 import re
+from typing import Any
 
 import pytest
 
-from haulmer_onboarding import Onboarding
+from haulmer_onboarding import Onboarding, Settings
 from haulmer_onboarding.testing.customer import link_in
 from haulmer_onboarding.testing.scenarios import purchase_for
 from haulmer_onboarding.testing.smtp import SmtpCatcher
@@ -17,6 +18,7 @@ from haulmer_onboarding.testing.smtp import SmtpCatcher
 from .conftest import SEED
 
 BUYER = "ana.perez@example.cl"
+GOOD = "Cordillera2026"
 
 
 def seed_subjects() -> list[str]:
@@ -89,3 +91,45 @@ def test_text_and_html_carry_the_same_facts(
     assert "OC-555" in payment.text()
     assert "OC-555" in payment.html()
     assert "$249.900" in payment.text()
+
+
+class _PasswordSetMeanwhile(Onboarding):
+    """A deployment where the buyer sets a password (another request, on
+    another worker) after a purchase's emails were rendered and before its
+    transaction writes them."""
+
+    password_token: str | None = None
+
+    def _prepare_purchase(self, *args: Any) -> Any:
+        prepared = super()._prepare_purchase(*args)
+        if self.password_token is not None:
+            self.set_password(self.password_token, GOOD, GOOD)
+        return prepared
+
+
+def test_emails_rendered_before_a_change_are_not_the_ones_queued(
+    settings: Settings, catcher: SmtpCatcher
+) -> None:
+    onboarding = _PasswordSetMeanwhile(settings)
+    onboarding.create_tables()
+    onboarding.record_purchase(purchase_for("simple", BUYER, "OC-1"))
+    onboarding.relay().deliver_pending()
+    first = catcher.messages
+    password = next(m for m in first if "CREAR CONTRASEÑA" in m.text())
+    onboarding.password_token = link_in(password, "CREAR CONTRASEÑA").rsplit("/")[-1]
+    catcher.clear()
+
+    # Rendered with a CREAR CONTRASEÑA email, recorded after the password
+    # was set: the transaction sees it and that email is not queued.
+    journey = onboarding.record_purchase(purchase_for("simple", BUYER, "OC-2"))
+    onboarding.relay().deliver_pending()
+    second = catcher.messages
+    assert len(first) == 5
+    assert len(second) == 4
+    assert not any("CREAR CONTRASEÑA" in m.text() for m in second)
+    assert journey.buyer.has_password
+    # The links in what was sent work; the unsent one was never recorded.
+    setup = next(m for m in second if "INICIAR SETUP" in m.text())
+    token = link_in(setup, "INICIAR SETUP").rsplit("/")[-1]
+    assert onboarding.open_link(token, "start_setup").journey == journey
+    onboarding.close()

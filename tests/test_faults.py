@@ -378,6 +378,64 @@ def test_a_lock_held_past_the_timeout_fails_and_changes_nothing(
         store.dispose()
 
 
+class LockingSmtp(Smtp):
+    """Takes the SQLite database's write lock, from a connection of its own,
+    when the first message arrives, and holds it for ``hold`` seconds: the
+    relay's "sent" mark meets a locked database after the email is gone."""
+
+    def __init__(self, path: str, hold: float) -> None:
+        super().__init__()
+        self._path, self._hold = path, hold
+        self.holder: threading.Thread | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.holder is None:
+            locked = threading.Event()
+
+            def hold() -> None:
+                db = sqlite3.connect(self._path, isolation_level=None)
+                db.execute("BEGIN IMMEDIATE")
+                locked.set()
+                time.sleep(self._hold)
+                db.execute("COMMIT")
+                db.close()
+
+            self.holder = threading.Thread(target=hold)
+            self.holder.start()
+            locked.wait(5)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_sent_mark_meeting_a_locked_database_is_retried_not_dropped(
+    settings: Settings, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    onboarding = Onboarding(settings)
+    onboarding.create_tables()
+    queue_purchases(onboarding, 1)
+    total = len(queued(onboarding.store))
+    caplog.set_level(logging.WARNING, logger="haulmer_onboarding")
+    with LockingSmtp(database_url.removeprefix("sqlite:///"), hold=1.5) as smtp:
+        # The relay gives up on one lock wait after 0.3 s, well inside the
+        # 1.5 s the lock is held: its mark fails at least once.
+        relay = Relay(
+            Store(database_url, lock_timeout=0.3),
+            host="127.0.0.1",
+            port=smtp.port,
+            sender="no-reply@haulmer.com",
+        )
+        assert relay.deliver_pending() == total
+        assert smtp.holder is not None
+        smtp.holder.join(5)
+        assert "trying again" in caplog.text
+        rows = queued(onboarding.store)
+        # Every email went out once and is recorded as sent: none is left
+        # to go a second time when its lease ends.
+        assert all(r.sent_at is not None and r.claimed_by is None for r in rows)
+        assert sorted(smtp.message_ids()) == sorted(r.message_id for r in rows)
+        relay.close()
+    onboarding.close()
+
+
 # -- duplicate events and races ------------------------------------------------
 
 

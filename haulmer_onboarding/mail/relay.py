@@ -364,15 +364,39 @@ class Relay:
     # -- recording the outcome ---------------------------------------------
 
     def _sent(self, rows: list[_Claimed]) -> None:
+        """Record that the server accepted ``rows``.
+
+        They are gone already: a mark that does not land means they go
+        again when their lease ends. So a database error here (a lock held
+        past ``Store.lock_timeout``, a dropped PostgreSQL connection) is
+        tried again, until a quarter of the lease has passed; only then is
+        it raised, and those emails are left to at-least-once.
+        """
         if not rows:
             return
         now = self._clock()
-        with self._store.begin() as conn:
-            conn.execute(
-                outbox.update()
-                .where(outbox.c.id.in_([row.id for row in rows]))
-                .values(sent_at=now, claimed_by=None, claimed_until=None)
-            )
+        update = (
+            outbox.update()
+            .where(outbox.c.id.in_([row.id for row in rows]))
+            .values(sent_at=now, claimed_by=None, claimed_until=None)
+        )
+        give_up = time.monotonic() + self._lease.total_seconds() / 4
+        pause = 0.05
+        while True:
+            try:
+                with self._store.begin() as conn:
+                    conn.execute(update)
+                break
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                if time.monotonic() + pause > give_up:
+                    raise
+                logger.warning(
+                    "could not mark %s sent email(s) (%s); trying again",
+                    len(rows),
+                    type(exc.orig).__name__,
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
         for row in rows:
             logger.info("email sent: %s to journey %s", row.template, row.journey_id)
 

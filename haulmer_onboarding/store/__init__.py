@@ -161,6 +161,34 @@ class Store:
                 self._local.conn = None
             raise
 
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads: one consistent snapshot, no lock.
+
+        On SQLite a deferred ``BEGIN``: in WAL mode readers run beside the
+        writer instead of queueing for its lock as ``begin()`` does. On
+        PostgreSQL a plain transaction (no row is locked). Nothing may be
+        written in it.
+        """
+        if not self._sqlite:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+
+        conn = self._thread_connection()
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        # A deferred BEGIN takes no lock; the snapshot starts at the first
+        # read, and the busy timeout covers WAL's rare short waits.
+        driver.execute("BEGIN")
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            if conn.invalidated:
+                self._local.conn = None
+            raise
+
     def _begin_immediate(self, conn: Connection) -> None:
         # pysqlite would open the transaction at the first write, letting
         # two writers both read and then collide; BEGIN IMMEDIATE takes the
@@ -207,9 +235,27 @@ class Store:
 # -- small helpers used by the journey ---------------------------------------
 
 
+# Built once: a purchase runs some twenty of these in its transaction, and
+# building a statement (``insert().values(...)`` above all) cost more than
+# running it.
+_INSERTS: dict[str, sa.Insert] = {}
+_CUSTOMER_BY_EMAIL = sa.select(customers).where(
+    customers.c.email == sa.bindparam("email")
+)
+_CUSTOMER_BY_ID = sa.select(customers).where(customers.c.id == sa.bindparam("id"))
+_JOURNEY_BY_ID = sa.select(journeys).where(journeys.c.id == sa.bindparam("id"))
+_JOURNEY_BY_ID_FOR_UPDATE = _JOURNEY_BY_ID.with_for_update()
+_JOURNEY_BY_ORDER = sa.select(journeys).where(
+    journeys.c.order_number == sa.bindparam("order_number")
+)
+
+
 def insert(conn: Connection, table: sa.Table, values: Mapping[str, Any]) -> int:
     """Insert one row and return its integer primary key."""
-    result = conn.execute(table.insert().values(**values))
+    statement = _INSERTS.get(table.name)
+    if statement is None or statement.table is not table:
+        statement = _INSERTS[table.name] = table.insert()
+    result = conn.execute(statement, dict(values))
     key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
@@ -224,24 +270,24 @@ def all_rows(conn: Connection, query: sa.Select[Any]) -> Sequence[Row[Any]]:
 
 
 def customer_by_email(conn: Connection, email: str) -> Row[Any] | None:
-    return one(conn, sa.select(customers).where(customers.c.email == email))
+    return conn.execute(_CUSTOMER_BY_EMAIL, {"email": email}).first()
 
 
 def customer_by_id(conn: Connection, customer_id: int) -> Row[Any] | None:
-    return one(conn, sa.select(customers).where(customers.c.id == customer_id))
+    return conn.execute(_CUSTOMER_BY_ID, {"id": customer_id}).first()
 
 
 def journey_row(
     conn: Connection, journey_id: int, *, for_update: bool = False
 ) -> Row[Any] | None:
-    query = sa.select(journeys).where(journeys.c.id == journey_id)
+    query = _JOURNEY_BY_ID
     if for_update and conn.dialect.name != "sqlite":
-        query = query.with_for_update()
-    return one(conn, query)
+        query = _JOURNEY_BY_ID_FOR_UPDATE
+    return conn.execute(query, {"id": journey_id}).first()
 
 
 def journey_by_order(conn: Connection, order_number: str) -> Row[Any] | None:
-    return one(conn, sa.select(journeys).where(journeys.c.order_number == order_number))
+    return conn.execute(_JOURNEY_BY_ORDER, {"order_number": order_number}).first()
 
 
 def update_journey(

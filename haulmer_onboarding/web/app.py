@@ -467,14 +467,18 @@ class _Pages:
 
     async def setup(self, request: Request) -> Response:
         token = request.path_params["token"]
+
+        def page() -> HTMLResponse:
+            # The link, the journey, the documents offered and the page, in
+            # one trip to a worker thread: the hop costs more than the page.
+            link = self.onboarding.open_link(token, Purpose.START_SETUP)
+            assert link.journey is not None
+            return self._setup_page_now(request, link.journey)
+
         try:
-            link = await self.call(
-                self.onboarding.open_link, token, Purpose.START_SETUP
-            )
+            return await self.call(page)  # type: ignore[no-any-return]
         except LinkError as exc:
             return await self.link_error(request, exc, Purpose.START_SETUP)
-        assert link.journey is not None
-        return await self._setup_page(request, link.journey)
 
     async def _setup_page(
         self,
@@ -486,10 +490,31 @@ class _Pages:
         step: int | None = None,
         status: int = 200,
     ) -> HTMLResponse:
+        return await self.call(  # type: ignore[no-any-return]
+            self._setup_page_now,
+            request,
+            journey,
+            error=error,
+            values=values,
+            step=step,
+            status=status,
+        )
+
+    def _setup_page_now(
+        self,
+        request: Request,
+        journey: Journey,
+        *,
+        error: OnboardingError | None = None,
+        values: Mapping[str, str] | None = None,
+        step: int | None = None,
+        status: int = 200,
+    ) -> HTMLResponse:
+        """The setup page of ``journey``; blocks (reads the offer)."""
         if journey.stage not in SETUP_STEP:
             return self.render(request, "setup_done", {"journey": journey})
         reached = SETUP_STEP[journey.stage]
-        offer = await self.call(self.onboarding.document_offer, journey)
+        offer = self.onboarding.document_offer(journey)
         token = request.path_params["token"]
         return self.render(
             request,
