@@ -90,6 +90,7 @@ from haulmer_onboarding.store.tables import (
     password_requests,
     workspaces,
 )
+from haulmer_onboarding.text import check_line
 from haulmer_onboarding.tokens import LinkClaims, LinkSigner, Purpose
 
 __all__ = [
@@ -197,6 +198,9 @@ def _check_email(email: str, field: str = "email") -> str:
 
 
 def _required_text(value: str, field: str, label: str, limit: int = 200) -> str:
+    """``value`` on one line of visible text (``text.py``), trimmed, with a
+    run of spaces written as one."""
+    check_line(value, field, label)
     text = " ".join(value.split())
     if not text:
         raise ValidationError(f"Ingresa {label}.", code=f"{field}_missing", field=field)
@@ -627,6 +631,14 @@ class Onboarding:
             raise ValidationError(
                 "La compra no tiene productos.", code="purchase_empty", field="items"
             )
+        for n, item in enumerate(purchase.items):
+            for part, label in (("code", "el código"), ("name", "el nombre")):
+                check_line(
+                    getattr(item, part),
+                    f"items[{n}].{part}",
+                    f"{label} del producto {n + 1} de la compra",
+                    code=f"item_{part}_invalid_character",
+                )
         products = self.plugins.products_for_items(i.code for i in purchase.items)
         if not products:
             raise ValidationError(
