@@ -254,6 +254,21 @@ def _parse_rut(value: str, field: str = "rut") -> Rut:
     return rut
 
 
+def _refuse_known_rut(workspace: Workspace, rut: Rut) -> None:
+    """A new organization may not repeat a RUT the workspace already has:
+    the customer meant that one, or typed the RUT wrong."""
+    known = next((o for o in workspace.organizations if o.rut == str(rut)), None)
+    if known is None:
+        return
+    raise ValidationError(
+        f"Tu espacio de trabajo ya tiene la organización con RUT "
+        f"{rut.formatted()} ({known.legal_name}): elígela en la lista en vez "
+        "de crearla de nuevo.",
+        code="organization_exists",
+        field="rut",
+    )
+
+
 def _representative_rut(value: str) -> Rut:
     field = "legal_representative_rut"
     try:
@@ -1316,16 +1331,19 @@ class Onboarding:
         legal_name: str = "",
         rut: str = "",
     ) -> Journey:
-        """Step 1: one of the workspace's organizations, or a new one."""
-        self._peek(token, Purpose.START_SETUP)
+        """Step 1: one of the workspace's organizations, or a new one.
+
+        A new organization whose RUT the workspace already has is refused
+        with ``organization_exists`` (field ``rut``), naming the one to
+        choose: nothing is created, and nothing is chosen for the customer.
+        """
+        self._peek_turn(token, Purpose.START_SETUP, Stage.SETUP_STARTED)
         new_name, new_rut = None, None
         if organization_id is None:
             new_name = _required_text(legal_name, "legal_name", "la razón social")
             new_rut = _parse_rut(rut)
         with self._transaction() as (conn, pending):
             _, row = self._setup(conn, token, Stage.SETUP_STARTED)
-            if new_rut is not None and new_name is not None:
-                self.plugins.validate_organization(new_name, new_rut, row.products)
             workspace = self._workspace(conn, row.workspace_id)
             if organization_id is not None:
                 if organization_id not in {o.id for o in workspace.organizations}:
@@ -1337,8 +1355,10 @@ class Onboarding:
                 chosen = organization_id
             else:
                 assert new_rut is not None
-                known = {o.rut: o.id for o in workspace.organizations}
-                chosen = known.get(str(new_rut)) or store.insert(
+                assert new_name is not None
+                _refuse_known_rut(workspace, new_rut)
+                self.plugins.validate_organization(new_name, new_rut, row.products)
+                chosen = store.insert(
                     conn,
                     organizations,
                     {
