@@ -195,3 +195,36 @@ def test_an_emailed_link_works_under_a_prefix(
         )
         assert api.status_code == 410
         assert api.json()["error"]["code"] == "link_used"
+
+
+@pytest.mark.parametrize("framework", list(HOSTS))
+def test_every_page_family_resolves_its_links_under_a_prefix(
+    framework: str, mounted: Onboarding, catcher: SmtpCatcher, port: int
+) -> None:
+    # The pages build their own links (forms, the forgotten-password page)
+    # from the host's router: each family answers its page, never a 500.
+    root = f"http://127.0.0.1:{port}"
+    mounted.record_purchase(purchase_for("simple", BUYER))
+    mounted.relay().deliver_pending()
+    password_link = link_in(
+        next(m for m in catcher.messages if "contraseña" in m.subject),
+        "CREAR CONTRASEÑA",
+    )
+    with HOSTS[framework](create_app(mounted), port), WebCustomer() as web:
+        page = web.open(password_link)
+        web.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
+        mounted.relay().deliver_pending()
+        setup_link = link_in(
+            next(m for m in catcher.messages if "Habilita" in m.subject),
+            "INICIAR SETUP",
+        )
+        setup = web.open(setup_link)
+        assert setup.status == 200, setup.text
+        assert setup.form("COMENZAR").action.startswith(f"{PREFIX}/setup/")
+
+        for family in ("contrasena", "workspace", "setup", "certificacion"):
+            bad = web.open(f"{root}{PREFIX}/{family}/no-es-un-enlace")
+            assert bad.status == 404, (family, bad.text)
+            assert "Enlace no válido" in bad.text
+            if family == "contrasena":
+                assert f'href="{PREFIX}/olvide-mi-contrasena"' in bad.html

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -797,8 +798,11 @@ def create_app(
     def limit(scope: Scope) -> int:
         return api_limit if route_path(scope).startswith("/api/") else page_limit
 
-    app = Starlette(
+    # The body limit is the app's own middleware, not a wrapper around it: a
+    # host that mounts the app finds its routes through it, so the pages'
+    # own links (``url_for``) resolve under the host's prefix.
+    return Starlette(
         routes=routes,
+        middleware=[Middleware(BodyLimit, limit=limit, too_large=pages.too_large)],
         exception_handlers={OnboardingError: unhandled, TooLarge: too_large},
     )
-    return BodyLimit(app, limit, pages.too_large)  # type: ignore[return-value]
