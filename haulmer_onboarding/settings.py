@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import attrs
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 __all__ = ["Settings"]
@@ -25,10 +28,45 @@ def _split(value: str) -> tuple[str, ...]:
 
 def _number(variable: str, raw: str, kind: type[int] | type[float]) -> int | float:
     try:
-        return kind(raw.strip())
+        value = kind(raw.strip())
     except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
         what = "a whole number" if kind is int else "a number"
-        raise ValueError(f"{variable} must be {what}, not {raw!r}") from None
+        raise ValueError(f"{variable} must be {what}, not {raw!r}")
+    return value
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _flag(variable: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise ValueError(
+            f"{variable} must be one of 1, true, yes, on or 0, false, no, off, "
+            f"not {raw!r}"
+        )
+    return word in _TRUE
+
+
+def _web_url(name: str, value: str) -> str | None:
+    """Why ``value`` is not an http(s) address with a host, or ``None``."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        return (
+            f"Settings.{name} is not an address ({exc}) "
+            f"(environment: {_ENV_PREFIX}{name.upper()})"
+        )
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return (
+            f"Settings.{name} must be an http:// or https:// address with a "
+            f"host, not {value!r} (environment: {_ENV_PREFIX}{name.upper()})"
+        )
+    return None
 
 
 def _durations(variable: str, raw: str) -> dict[str, timedelta]:
@@ -164,6 +202,34 @@ class Settings:
                     f"Settings.{name} must be a whole number of at least {least}, "
                     f"not {value!r} (environment: {_ENV_PREFIX}{name.upper()})"
                 )
+        if isinstance(self.smtp_port, bool) or self.smtp_port not in range(1, 65536):
+            raise ValueError(
+                "Settings.smtp_port must be a port from 1 to 65535, not "
+                f"{self.smtp_port!r} (environment: {_ENV_PREFIX}SMTP_PORT)"
+            )
+        for name in ("base_url", "certification_url"):
+            if (problem := _web_url(name, getattr(self, name))) is not None:
+                raise ValueError(problem)
+        try:
+            sa.make_url(self.database_url)
+        except sa.exc.ArgumentError:
+            # The URL may hold a password: it is not echoed.
+            raise ValueError(
+                "Settings.database_url is not a database URL such as "
+                "sqlite:///onboarding.db or postgresql+psycopg://user@host/name "
+                f"(environment: {_ENV_PREFIX}DATABASE_URL)"
+            ) from None
+        if self.clock_skew < timedelta(0):
+            raise ValueError(
+                "Settings.clock_skew must be 0 seconds or more "
+                f"(environment: {_ENV_PREFIX}CLOCK_SKEW, in seconds)"
+            )
+        for purpose, age in self.link_max_ages.items():
+            if age <= timedelta(0):
+                raise ValueError(
+                    f"Settings.link_max_ages[{purpose!r}] must be more than 0 "
+                    f"seconds (environment: {_ENV_PREFIX}LINK_MAX_AGES)"
+                )
         for name in ("smtp_timeout",):
             if not getattr(self, name) > 0:
                 raise ValueError(
@@ -229,7 +295,7 @@ class Settings:
             values["link_max_ages"] = _durations(_ENV_PREFIX + "LINK_MAX_AGES", raw)
         for name in ("smtp_starttls", "development"):
             if (raw := get(name)) is not None:
-                values[name] = raw.lower() in {"1", "true", "yes", "on"}
+                values[name] = _flag(_ENV_PREFIX + name.upper(), raw)
 
         services: dict[str, dict[str, str]] = {}
         for name, value in env.items():

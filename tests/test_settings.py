@@ -94,6 +94,22 @@ def test_from_env_reads_every_number_and_duration() -> None:
         ("SMTP_TIMEOUT", "soon"),
         ("LINK_MAX_AGES", "create_password"),
         ("LINK_MAX_AGES", "create_password=una hora"),
+        # Values that read as numbers or words but would break links, mail or
+        # the clock later, far from the setting that caused it.
+        ("LINK_MAX_AGES", "create_password=-5"),
+        ("LINK_MAX_AGES", "start_setup=0"),
+        ("CLOCK_SKEW", "inf"),
+        ("CLOCK_SKEW", "nan"),
+        ("CLOCK_SKEW", "-1"),
+        ("SMTP_PORT", "70000"),
+        ("SMTP_PORT", "0"),
+        ("DEVELOPMENT", "maybe"),
+        ("SMTP_STARTTLS", "si"),
+        ("BASE_URL", "javascript:alert(1)"),
+        ("BASE_URL", "haulmer.com/onboarding"),
+        ("BASE_URL", "https://haulmer.com:puerto/"),
+        ("CERTIFICATION_URL", "ftp://sii.example"),
+        ("DATABASE_URL", "notaurl"),
     ],
 )
 def test_from_env_names_the_variable_it_cannot_read(variable: str, raw: str) -> None:
@@ -104,3 +120,20 @@ def test_from_env_names_the_variable_it_cannot_read(variable: str, raw: str) -> 
     }
     with pytest.raises(ValueError, match="HAULMER_ONBOARDING_" + variable):
         Settings.from_env(env)
+
+
+def test_a_database_url_that_cannot_be_read_is_not_echoed() -> None:
+    # The URL may carry the database's password.
+    with pytest.raises(ValueError, match="DATABASE_URL") as caught:
+        settings(database_url="postgres ql://admin:hunter2-secreto@db/x")
+    assert "hunter2-secreto" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("on", True), ("0", False), ("", False)])
+def test_flags_read_the_usual_words(raw: str, expected: bool) -> None:
+    env = {
+        "HAULMER_ONBOARDING_SECRET_KEYS": SECRET,
+        "HAULMER_ONBOARDING_SEALING_KEYS": SEALING,
+        "HAULMER_ONBOARDING_DEVELOPMENT": raw,
+    }
+    assert Settings.from_env(env).development is expected
