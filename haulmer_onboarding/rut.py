@@ -131,10 +131,12 @@ class Rut:
                 f"Rut.parse takes the RUT as a str, not {type(text).__name__}; "
                 "Rut.from_number takes a number without its check digit"
             )
+        # NFKC folds what phones' keyboards and copied documents produce
+        # into plain characters: full-width digits, hyphens and letters.
         compact = (
             "".join(
                 char
-                for char in text
+                for char in unicodedata.normalize("NFKC", text)
                 if not char.isspace() and unicodedata.category(char) != "Cf"
             )
             .translate(_DASHES)

@@ -43,13 +43,18 @@ def test_check_digit_refuses_negative_numbers() -> None:
         "\t76123456-0\n",
         "76123456–0",
         "0076123456-0",
+        # Full-width digits and hyphen, as some phone keyboards type them.
+        "７６１２３４５６－０",
+        "７６.１２３.４５６-0",
     ],
 )
 def test_parse_accepts_how_people_write_it(text: str) -> None:
     assert Rut.parse(text) == Rut(76123456, "0")
 
 
-@pytest.mark.parametrize("text", ["60803000-k", "60.803.000-K", "60803000k"])
+@pytest.mark.parametrize(
+    "text", ["60803000-k", "60.803.000-K", "60803000k", "60803000-ｋ", "60803000Ｋ"]
+)
 def test_parse_accepts_k_in_either_case(text: str) -> None:
     rut = Rut.parse(text)
     assert rut.dv == "K"
