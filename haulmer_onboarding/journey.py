@@ -1007,24 +1007,28 @@ class Onboarding:
         """Set the account's password; every other such link stops working."""
         self._peek(token, Purpose.CREATE_PASSWORD)
         passwords.check_policy(password, confirmation)
-        hashed = passwords.hash_password(password)
-
-        with self._transaction() as (conn, pending):
-            link = self.links.use(conn, token, Purpose.CREATE_PASSWORD)
-            customer_id = link.subject_id
-            self.links.revoke(
-                conn, link.subject, Purpose.CREATE_PASSWORD, reason=COMPLETED
-            )
-            conn.execute(
-                customers.update()
-                .where(customers.c.id == customer_id)
-                .values(password_hash=hashed, password_set_at=self.clock())
-            )
-            for journey_id in self._journeys_of(conn, customer_id):
-                self._event(conn, pending, journey_id, "password_set")
-            row = store.customer_by_id(conn, customer_id)
-            assert row is not None
-            return self._customer(row)
+        # The slot is held until the link is used: requests racing on one
+        # link that queued behind the winner find it used when their turn
+        # comes, and are answered at once, without hashing.
+        with passwords.hashing_slot():
+            self._peek(token, Purpose.CREATE_PASSWORD)
+            hashed = passwords.hash_password(password)
+            with self._transaction() as (conn, pending):
+                link = self.links.use(conn, token, Purpose.CREATE_PASSWORD)
+                customer_id = link.subject_id
+                self.links.revoke(
+                    conn, link.subject, Purpose.CREATE_PASSWORD, reason=COMPLETED
+                )
+                conn.execute(
+                    customers.update()
+                    .where(customers.c.id == customer_id)
+                    .values(password_hash=hashed, password_set_at=self.clock())
+                )
+                for journey_id in self._journeys_of(conn, customer_id):
+                    self._event(conn, pending, journey_id, "password_set")
+                row = store.customer_by_id(conn, customer_id)
+                assert row is not None
+                return self._customer(row)
 
     def _journeys_of(self, conn: Connection, customer_id: int) -> list[int]:
         rows = conn.execute(

@@ -12,11 +12,20 @@ A password may not hold a control character (NUL, tab, a line break: no
 keyboard types one into a password box) nor a lone surrogate (not text,
 so it cannot be hashed). Format characters are allowed: a password is never
 shown, and emoji sequences are joined with one (``text.py``).
+
+Each hash takes about a third of a second of CPU and 64 MiB of memory, so
+no more run at once than the machine has processors (``hashing_slot``):
+twenty customers pressing CREAR CONTRASEÑA at the same moment queue for a
+slot instead of taking a gigabyte and stalling every other request.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
@@ -24,7 +33,13 @@ from argon2.exceptions import VerificationError
 from haulmer_onboarding.errors import PasswordError
 from haulmer_onboarding.text import describe, first_refused
 
-__all__ = ["check_policy", "hash_password", "needs_rehash", "verify_password"]
+__all__ = [
+    "check_policy",
+    "hash_password",
+    "hashing_slot",
+    "needs_rehash",
+    "verify_password",
+]
 
 MIN_LENGTH = 8
 # Long enough for any passphrase or password manager, short enough that
@@ -32,6 +47,30 @@ MIN_LENGTH = 8
 MAX_LENGTH = 1024
 
 _hasher = PasswordHasher()
+# Slots are per process: each worker process of a server gets its own.
+_slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+_held = threading.local()
+
+
+@contextmanager
+def hashing_slot() -> Iterator[None]:
+    """Hold one of the process's hashing slots (as many as processors).
+
+    ``hash_password`` and ``verify_password`` take one themselves; a caller
+    may hold one around them to check, once its turn has come, that the
+    work is still wanted (a link another request used while this one
+    waited). Re-entrant within a thread.
+    """
+    if getattr(_held, "slot", False):
+        yield
+        return
+    with _slots:
+        _held.slot = True
+        try:
+            yield
+        finally:
+            _held.slot = False
+
 
 _REFUSED = frozenset({"Cc", "Cs"})
 _CS = frozenset({"Cs"})
@@ -128,7 +167,9 @@ def hash_password(password: str) -> str:
     (``password_invalid_character``); the other rules are
     ``check_policy``'s business.
     """
-    return _hasher.hash(_checked(password))
+    checked = _checked(password)
+    with hashing_slot():
+        return _hasher.hash(checked)
 
 
 def verify_password(hashed: str, password: str) -> bool:
@@ -144,7 +185,8 @@ def verify_password(hashed: str, password: str) -> bool:
     if len(password) > MAX_LENGTH or first_refused(password, _CS) is not None:
         return False
     try:
-        return _hasher.verify(hashed, _normalize(password))
+        with hashing_slot():
+            return _hasher.verify(hashed, _normalize(password))
     except VerificationError:
         return False
 

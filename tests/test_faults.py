@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email
 import logging
+import os
 import signal
 import sqlite3
 import subprocess
@@ -27,8 +28,9 @@ import attrs
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from argon2 import PasswordHasher
 
-from haulmer_onboarding import LinkUsed, OnboardingError, Purpose, Settings
+from haulmer_onboarding import LinkUsed, OnboardingError, Purpose, Settings, passwords
 from haulmer_onboarding.journey import Onboarding
 from haulmer_onboarding.mail import Relay
 from haulmer_onboarding.store import Store, outbox
@@ -505,6 +507,50 @@ def test_two_workers_racing_on_one_link_one_wins(
     assert isinstance(losers[0], OnboardingError)
     for worker in workers:
         worker.close()
+
+
+@pytest.mark.both_databases
+def test_a_crowd_on_one_password_link_hashes_no_more_than_the_slots(
+    onboarding: Onboarding,
+    settings: Settings,
+    smtp: Smtp,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Twelve requests on one CREAR CONTRASEÑA link: one wins, the others are
+    # told the link was used; those that waited for a hashing slot find it
+    # used when their turn comes, so the server does not spend a third of a
+    # second and 64 MiB on each of them. The real Argon2 runs; it is counted.
+    onboarding.record_purchase(purchase_for("simple", "multitud@example.cl"))
+    Onboarding(attrs.evolve(settings, smtp_port=smtp.port)).relay().deliver_pending()
+    token = _password_token(smtp)
+    lock = threading.Lock()
+    running = hashed = most = 0
+
+    class CountedHasher(PasswordHasher):
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            nonlocal running, hashed, most
+            with lock:
+                running += 1
+                hashed += 1
+                most = max(most, running)
+            try:
+                return super().hash(password, salt=salt)
+            finally:
+                with lock:
+                    running -= 1
+
+    monkeypatch.setattr(passwords, "_hasher", CountedHasher())
+    slots = max(1, os.cpu_count() or 1)
+    crowd = slots + 10
+    results = race(
+        [lambda: onboarding.set_password(token, GOOD, GOOD) for _ in range(crowd)]
+    )
+    winners = [r for r in results if not isinstance(r, Exception)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, LinkUsed) for r in results if r not in winners), results
+    assert most <= slots
+    assert hashed <= slots, f"{hashed} hashes for {crowd} requests on one link"
+    assert onboarding.verify_password("multitud@example.cl", GOOD)
 
 
 def _password_token(smtp: Smtp) -> str:
