@@ -76,6 +76,7 @@ def local_stack(
     seconds_per_business_day: float = 0.1,
     poll_interval: float = 0.2,
     development: bool = False,
+    webhook_secrets: tuple[str, ...] = (),
 ) -> Iterator[Stack]:
     """An SMTP catcher, the certification sandbox, the web app and a worker.
 
@@ -110,6 +111,7 @@ def local_stack(
                 for product in plugins.products
             },
             development=development,
+            webhook_secrets=webhook_secrets,
         )
         onboarding = Onboarding(settings, plugins=plugins)
         stack.callback(onboarding.close)
@@ -367,18 +369,31 @@ def run_serve(port: int, folder: Path | None, business_day: float) -> int:
     except OSError:
         print(f"port {port} is in use; choose another with --port", file=sys.stderr)
         return 2
+    webhook_secrets = Settings.webhook_secrets_from_env()
     with ExitStack() as stack:
         if folder is None:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        parts = stack.enter_context(
-            local_stack(
-                folder,
-                web_port=port,
-                seconds_per_business_day=business_day,
-                poll_interval=1.0,
-                development=True,
+        try:
+            parts = stack.enter_context(
+                local_stack(
+                    folder,
+                    web_port=port,
+                    seconds_per_business_day=business_day,
+                    poll_interval=1.0,
+                    development=True,
+                    webhook_secrets=webhook_secrets,
+                )
             )
-        )
+        except ValueError as exc:
+            print(f"serve cannot start: {exc}", file=sys.stderr)
+            return 2
+        if webhook_secrets:
+            print(f"Purchase webhook: {parts.web_url}/webhooks/purchases")
+        else:
+            print(
+                "Purchase webhook off: set HAULMER_ONBOARDING_WEBHOOK_SECRETS "
+                "to sign purchases sent to /webhooks/purchases"
+            )
         print(f"Development mailbox: {parts.web_url}/_dev/correos")
         print(f"SMTP at 127.0.0.1:{parts.catcher.port}; data in {folder}")
         print("Ctrl-C to stop.")
@@ -509,9 +524,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_serve(args.port, args.data, args.business_day)
     if args.command == "worker":
         return run_worker(args.interval, args.poll_interval)
-    if args.command == "migrate":
-        return run_migrate(args.database_url, args.sql)
-    return run_plugins(args.json)
+    try:
+        if args.command == "migrate":
+            return run_migrate(args.database_url, args.sql)
+        return run_plugins(args.json)
+    except BrokenPipeError:
+        # The reader (``| head``) left: stop quietly, and keep Python from
+        # failing again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -251,6 +251,14 @@ class Settings:
         env = os.environ if environ is None else environ
         return _split(env.get(_ENV_PREFIX + "BLOCKED_PLUGINS", ""))
 
+    @staticmethod
+    def webhook_secrets_from_env(
+        environ: Mapping[str, str] | None = None,
+    ) -> tuple[str, ...]:
+        """The secrets ``HAULMER_ONBOARDING_WEBHOOK_SECRETS`` lists."""
+        env = os.environ if environ is None else environ
+        return _split(env.get(_ENV_PREFIX + "WEBHOOK_SECRETS", ""))
+
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **overrides: object
