@@ -47,6 +47,7 @@ from haulmer_onboarding.models import Journey, Purchase, Stage
 from haulmer_onboarding.passwords import MIN_LENGTH
 from haulmer_onboarding.rut import dotted
 from haulmer_onboarding.signatures import format_size
+from haulmer_onboarding.snapshots import LinkSnapshot
 from haulmer_onboarding.tokens import Purpose
 from haulmer_onboarding.web._common import (
     LINK_STATUS,
@@ -68,6 +69,7 @@ from haulmer_onboarding.web.limits import (
     route_path,
     too_large_error,
 )
+from haulmer_onboarding.web.pagecache import PageCache
 
 __all__ = ["create_app"]
 
@@ -91,6 +93,11 @@ _HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
 }
+
+#: How many link pages a process keeps (a few kB each; pagecache.py).
+KEPT_PAGES = 1024
+#: The ``?paso=`` values a wizard page may be asked for.
+_STEPS = frozenset({"1", "2", "3"})
 
 #: The page that says a link's step is complete, by purpose.
 _DONE_PAGES = {
@@ -139,6 +146,10 @@ class _Pages:
         self.mailbox = mailbox
         self.scenarios = scenarios
         self.csrf = CsrfGuard(onboarding.settings.secret_keys)
+        # In development templates are read again when they change on disk,
+        # which a kept page would hide.
+        development = onboarding.settings.development
+        self.kept = PageCache(0 if development else KEPT_PAGES)
         # Every RUT a page shows is dotted, as customers write it.
         onboarding.renderer.environment.filters["rut"] = dotted
 
@@ -297,9 +308,48 @@ class _Pages:
     async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await run_in_threadpool(func, *args, **kwargs)
 
+    async def link_page(
+        self,
+        request: Request,
+        purpose: str,
+        draw: Callable[[Request, LinkSnapshot], HTMLResponse],
+    ) -> Response:
+        """A link's page for a GET: the link and what it acts on read now,
+        in one statement; the page kept for exactly that state, or drawn by
+        ``draw`` (from the snapshot and the request's path and ``?paso=``
+        only) and kept. A dead link gets its error page, never kept."""
+        token = request.path_params["token"]
+        asked = request.query_params.get("paso", "")
+        key = (
+            purpose,
+            request.scope.get("root_path") or "",
+            request.scope["path"],
+            asked if asked in _STEPS else "",
+        )
+
+        def page() -> HTMLResponse:
+            # One trip to a worker thread: the hop costs more than the page.
+            snapshot = self.onboarding.link_snapshot(token, purpose)
+            body = self.kept.get(key, snapshot.state)
+            if body is not None:
+                return HTMLResponse(body, headers=_HEADERS)
+            response = draw(request, snapshot)
+            if response.status_code == 200:
+                self.kept.put(key, snapshot.state, bytes(response.body))
+            return response
+
+        try:
+            return await self.call(page)  # type: ignore[no-any-return]
+        except LinkError as exc:
+            return await self.link_error(request, exc, purpose)
+
     # -- CREAR CONTRASEÑA ----------------------------------------------------
 
     async def password(self, request: Request) -> Response:
+        if request.method != "POST":
+            return await self.link_page(
+                request, Purpose.CREATE_PASSWORD, self._password_page
+            )
         token = request.path_params["token"]
         try:
             link = await self.call(
@@ -313,9 +363,6 @@ class _Pages:
             "action": request.url.path,
             "min_length": MIN_LENGTH,
         }
-        if request.method != "POST":
-            return self.render(request, "password", context)
-
         form = await _form(request)
         self.check_csrf(request, form, token)
         try:
@@ -330,6 +377,14 @@ class _Pages:
         except OnboardingError as exc:
             return self.render(request, "password", {**context, "error": exc}, 400)
         return self.render(request, "password_done", {"customer": customer})
+
+    def _password_page(self, request: Request, snapshot: LinkSnapshot) -> HTMLResponse:
+        context = {
+            "customer": snapshot.customer(),
+            "action": request.url.path,
+            "min_length": MIN_LENGTH,
+        }
+        return self.render(request, "password", context)
 
     async def forgot_password(self, request: Request) -> Response:
         context: dict[str, Any] = {
@@ -363,15 +418,11 @@ class _Pages:
     # -- CREAR WORKSPACE ---------------------------------------------------
 
     async def workspace(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        try:
-            link = await self.call(
-                self.onboarding.open_link, token, Purpose.CREATE_WORKSPACE
-            )
-        except LinkError as exc:
-            return await self.link_error(request, exc, Purpose.CREATE_WORKSPACE)
-        assert link.journey is not None
-        return self._workspace_page(request, link.journey)
+        return await self.link_page(
+            request,
+            Purpose.CREATE_WORKSPACE,
+            lambda request, snapshot: self._workspace_page(request, _journey(snapshot)),
+        )
 
     def _workspace_page(
         self,
@@ -466,19 +517,13 @@ class _Pages:
     # -- INICIAR SETUP -----------------------------------------------------
 
     async def setup(self, request: Request) -> Response:
-        token = request.path_params["token"]
-
-        def page() -> HTMLResponse:
-            # The link, the journey, the documents offered and the page, in
-            # one trip to a worker thread: the hop costs more than the page.
-            link = self.onboarding.open_link(token, Purpose.START_SETUP)
-            assert link.journey is not None
-            return self._setup_page_now(request, link.journey)
-
-        try:
-            return await self.call(page)  # type: ignore[no-any-return]
-        except LinkError as exc:
-            return await self.link_error(request, exc, Purpose.START_SETUP)
+        return await self.link_page(
+            request,
+            Purpose.START_SETUP,
+            lambda request, snapshot: self._setup_page_now(
+                request, _journey(snapshot), snapshot=snapshot
+            ),
+        )
 
     async def _setup_page(
         self,
@@ -509,12 +554,14 @@ class _Pages:
         values: Mapping[str, str] | None = None,
         step: int | None = None,
         status: int = 200,
+        snapshot: LinkSnapshot | None = None,
     ) -> HTMLResponse:
-        """The setup page of ``journey``; blocks (reads the offer)."""
+        """The setup page of ``journey``; blocks (reads the offer, unless
+        ``journey`` comes from ``snapshot``)."""
         if journey.stage not in SETUP_STEP:
             return self.render(request, "setup_done", {"journey": journey})
         reached = SETUP_STEP[journey.stage]
-        offer = self.onboarding.document_offer(journey)
+        offer = self.onboarding.document_offer(journey, snapshot)
         token = request.path_params["token"]
         return self.render(
             request,
@@ -614,6 +661,16 @@ class _Pages:
     # -- the purchase's tax document ---------------------------------------
 
     async def tax_document(self, request: Request) -> Response:
+        if request.method != "POST":
+            return await self.link_page(
+                request,
+                Purpose.TAX_DOCUMENT,
+                lambda request, snapshot: self.render(
+                    request,
+                    "tax_document",
+                    _tax_document_context(request, _journey(snapshot)),
+                ),
+            )
         token = request.path_params["token"]
         try:
             link = await self.call(
@@ -621,20 +678,7 @@ class _Pages:
             )
         except LinkError as exc:
             return await self.link_error(request, exc, Purpose.TAX_DOCUMENT)
-        context: dict[str, Any] = {
-            "journey": link.journey,
-            "action": request.url.path,
-            "values": {
-                "kind": "boleta",
-                "legal_name": "",
-                "rut": "",
-                "business_activity": "",
-                "address": "",
-            },
-        }
-        if request.method != "POST":
-            return self.render(request, "tax_document", context)
-
+        context = _tax_document_context(request, link.journey)
         form = await _form(request)
         self.check_csrf(request, form, token)
         values = {k: _text(form, k) for k in form}
@@ -658,12 +702,13 @@ class _Pages:
     # -- certification status ----------------------------------------------
 
     async def certification(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        try:
-            journey = await self.call(self.onboarding.certification_view, token)
-        except LinkError as exc:
-            return await self.link_error(request, exc, Purpose.CERTIFICATION_STATUS)
-        return self.render(request, "certification", {"journey": journey})
+        return await self.link_page(
+            request,
+            Purpose.CERTIFICATION_STATUS,
+            lambda request, snapshot: self.render(
+                request, "certification", {"journey": _journey(snapshot)}
+            ),
+        )
 
     # -- development mailbox -----------------------------------------------
 
@@ -711,6 +756,26 @@ class _Pages:
             }
             return self.render(request, "error", context, 400)
         return RedirectResponse(request.url_for("dev_mailbox").path, 303)
+
+
+def _journey(snapshot: LinkSnapshot) -> Journey:
+    journey = snapshot.journey()
+    assert journey is not None
+    return journey
+
+
+def _tax_document_context(request: Request, journey: Journey | None) -> dict[str, Any]:
+    return {
+        "journey": journey,
+        "action": request.url.path,
+        "values": {
+            "kind": "boleta",
+            "legal_name": "",
+            "rut": "",
+            "business_activity": "",
+            "address": "",
+        },
+    }
 
 
 def _back(request: Request) -> str | None:
