@@ -13,6 +13,7 @@ it is mounted at (docs/web.md).
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,14 @@ _HEADERS = {
 KEPT_PAGES = 1024
 #: The ``?paso=`` values a wizard page may be asked for.
 _STEPS = frozenset({"1", "2", "3"})
+#: Where a page about to be kept has its form token: a kept page is served
+#: with a token signed for each request in its place. Letters, digits and
+#: hyphens, which HTML escaping leaves as they are.
+_CSRF_SLOT = "csrf-slot-" + secrets.token_hex(16)
+#: The headers every page carries, in the form a response keeps them.
+_PLAIN_HEADERS = frozenset(
+    {b"content-length", b"content-type", *(k.lower().encode() for k in _HEADERS)}
+)
 
 #: The page that says a link's step is complete, by purpose.
 _DONE_PAGES = {
@@ -167,7 +176,10 @@ class _Pages:
             "show_forgot": False,
             "back_url": None,
             "static": (request.scope.get("root_path") or "") + "/static",
-            "csrf_token": self.csrf.token(link_binding(token)) if token else "",
+            "csrf_token": (
+                getattr(request.state, "csrf_slot", None)
+                or (self.csrf.token(link_binding(token)) if token else "")
+            ),
         }
         html = self.onboarding.renderer.page(name, {**defaults, **context})
         return HTMLResponse(html, status_code=status, headers=_HEADERS)
@@ -317,9 +329,15 @@ class _Pages:
         """A link's page for a GET: the link and what it acts on read now,
         in one statement; the page kept for exactly that state, or drawn by
         ``draw`` (from the snapshot and the request's path and ``?paso=``
-        only) and kept. A dead link gets its error page, never kept."""
+        only) and kept. A dead link gets its error page, never kept.
+
+        A kept page holds no form token: each answer gets one signed for
+        it, as a page drawn for it would. A request with any other query
+        than ``?paso=`` is drawn for itself and not kept.
+        """
         token = request.path_params["token"]
         asked = request.query_params.get("paso", "")
+        keep = request.query_params.keys() <= {"paso"}
         key = (
             purpose,
             request.scope.get("root_path") or "",
@@ -330,13 +348,21 @@ class _Pages:
         def page() -> HTMLResponse:
             # One trip to a worker thread: the hop costs more than the page.
             snapshot = self.onboarding.link_snapshot(token, purpose)
-            body = self.kept.get(key, snapshot.state)
-            if body is not None:
-                return HTMLResponse(body, headers=_HEADERS)
-            response = draw(request, snapshot)
-            if response.status_code == 200:
-                self.kept.put(key, snapshot.state, bytes(response.body))
-            return response
+            if not keep:
+                return draw(request, snapshot)
+            csrf_token = self.csrf.token(link_binding(token)).encode()
+            pieces = self.kept.get(key, snapshot.state)
+            if pieces is not None:
+                return HTMLResponse(csrf_token.join(pieces), headers=_HEADERS)
+            request.state.csrf_slot = _CSRF_SLOT
+            try:
+                response = draw(request, snapshot)
+            finally:
+                del request.state.csrf_slot
+            pieces = tuple(bytes(response.body).split(_CSRF_SLOT.encode()))
+            if response.status_code == 200 and _plain(response):
+                self.kept.put(key, snapshot.state, pieces)
+            return _with_body(response, csrf_token.join(pieces))
 
         try:
             return await self.call(page)  # type: ignore[no-any-return]
@@ -758,6 +784,23 @@ class _Pages:
             }
             return self.render(request, "error", context, 400)
         return RedirectResponse(request.url_for("dev_mailbox").path, 303)
+
+
+def _plain(response: Response) -> bool:
+    """Whether ``response`` carries only the pages' own headers (no cookie,
+    nothing said to this request alone), so that it may be kept."""
+    return all(name in _PLAIN_HEADERS for name, _ in response.raw_headers)
+
+
+def _with_body(response: HTMLResponse, body: bytes) -> HTMLResponse:
+    """``response`` with ``body`` in place of its own, headers kept."""
+    response.body = body
+    response.raw_headers = [
+        (name, value)
+        for name, value in response.raw_headers
+        if name != b"content-length"
+    ] + [(b"content-length", str(len(body)).encode())]
+    return response
 
 
 def _journey(snapshot: LinkSnapshot) -> Journey:

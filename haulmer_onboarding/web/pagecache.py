@@ -8,6 +8,11 @@ change made by any process, or a link used, revoked or superseded, is
 never answered from here: the comparison fails, or the link's read raises
 before the cache is asked. Nothing expires by time because nothing here
 depends on it (a link's expiry is checked on its token, before the read).
+
+Nothing said to one request alone is kept: a page is kept as the pieces
+around its form token, and each answer joins them with a token signed for
+it; a page that sets a cookie, or answers a query other than ``?paso=``,
+is not kept (``web/app.py``, ``link_page``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-__all__ = ["PageCache"]
+__all__ = ["PageCache", "Pieces"]
+
+#: A page as kept: its bytes around the places a request's own values go
+#: (the web app joins them with the request's form token).
+Pieces = tuple[bytes, ...]
 
 
 class PageCache:
@@ -28,10 +37,10 @@ class PageCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._pages: OrderedDict[Hashable, tuple[Any, bytes]] = OrderedDict()
+        self._pages: OrderedDict[Hashable, tuple[Any, Pieces]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, state: Any) -> bytes | None:
+    def get(self, key: Hashable, state: Any) -> Pieces | None:
         """The page kept under ``key`` if it was drawn from ``state``."""
         with self._lock:
             found = self._pages.get(key)
@@ -44,7 +53,7 @@ class PageCache:
             self._pages.move_to_end(key)
             return found[1]
 
-    def put(self, key: Hashable, state: Any, body: bytes) -> None:
+    def put(self, key: Hashable, state: Any, body: Pieces) -> None:
         """Keep ``body``, the page drawn from ``state``, under ``key``."""
         if self.size <= 0:
             return
