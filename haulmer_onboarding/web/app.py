@@ -12,11 +12,14 @@ it is mounted at (docs/web.md).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -97,6 +100,11 @@ _HEADERS = {
 
 #: How many link pages a process keeps (a few kB each; pagecache.py).
 KEPT_PAGES = 1024
+#: How many threads read link pages at most: about as many reads as the
+#: PostgreSQL pool has connections (5, and 10 more under load); on SQLite
+#: each of these threads keeps a connection.
+READERS = 16
+_T = TypeVar("_T")
 #: The ``?paso=`` values a wizard page may be asked for.
 _STEPS = frozenset({"1", "2", "3"})
 #: Where a page about to be kept has its form token: a kept page is served
@@ -159,6 +167,7 @@ class _Pages:
         # which a kept page would hide.
         development = onboarding.settings.development
         self.kept = PageCache(0 if development else KEPT_PAGES)
+        self.readers = ThreadPoolExecutor(READERS, thread_name_prefix="link-pages")
         # Every RUT a page shows is dotted, as customers write it.
         onboarding.renderer.environment.filters["rut"] = dotted
 
@@ -346,7 +355,7 @@ class _Pages:
         )
 
         def page() -> HTMLResponse:
-            # One trip to a worker thread: the hop costs more than the page.
+            # One trip to a reader thread: the hop costs more than the page.
             snapshot = self.onboarding.link_snapshot(token, purpose)
             if not keep:
                 return draw(request, snapshot)
@@ -365,9 +374,22 @@ class _Pages:
             return _with_body(response, csrf_token.join(pieces))
 
         try:
-            return await self.call(page)  # type: ignore[no-any-return]
+            return await self.read(page)
         except LinkError as exc:
             return await self.link_error(request, exc, purpose)
+
+    async def read(self, func: Callable[[], _T]) -> _T:
+        """``func``'s answer, run on one of the link pages' reader threads.
+
+        The read blocks (a disk, a database server), so it never runs on the
+        event loop; a plain executor rather than Starlette's threadpool
+        (anyio), whose limiter and cancel scope cost about as much as a kept
+        page's whole read (docs/benchmarks.md). Context variables go along,
+        as with ``run_in_threadpool``.
+        """
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self.readers, context.run, func)
 
     # -- CREAR CONTRASEÑA ----------------------------------------------------
 
