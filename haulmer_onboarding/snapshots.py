@@ -7,7 +7,7 @@ values as the driver returned them (``Store.rows``); they are decoded into
 the journey's records only when a page is drawn. Kept as read, the values
 are the snapshot's ``state``: two snapshots of one link with equal states
 are drawn into the same page, which is what lets the web app keep pages
-(docs/web.md, "Cached link pages").
+(docs/web.md, "Kept link pages").
 """
 
 from __future__ import annotations
