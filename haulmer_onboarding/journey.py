@@ -27,7 +27,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection
 from sqlalchemy.engine import Row
 
-from haulmer_onboarding import passwords, store
+from haulmer_onboarding import passwords, snapshots, store
 from haulmer_onboarding.actions import (
     MAX_ATTEMPTS,
     ActionContext,
@@ -80,6 +80,7 @@ from haulmer_onboarding.models import (
 from haulmer_onboarding.rut import Rut
 from haulmer_onboarding.settings import Settings
 from haulmer_onboarding.signatures import SignatureSealer, load_signature
+from haulmer_onboarding.snapshots import LinkSnapshot
 from haulmer_onboarding.store import Store
 from haulmer_onboarding.store.tables import (
     customers,
@@ -122,36 +123,8 @@ RENEWABLE = frozenset(
         Purpose.TAX_DOCUMENT,
     }
 )
-# The reads behind every link page, built once: building a SQLAlchemy
-# statement costs more than running it on SQLite.
-_admin = customers.alias("administrator")
-_JOURNEY_VIEW = (
-    sa.select(
-        journeys.c.id,
-        journeys.c.order_number,
-        journeys.c.stage,
-        journeys.c.products,
-        journeys.c.changes_legal_name,
-        journeys.c.workspace_id,
-        journeys.c.organization_id,
-        journeys.c.documents,
-        journeys.c.signature_info,
-        journeys.c.certification,
-        journeys.c.tax_document,
-        journeys.c.created_at,
-        customers.c.id.label("buyer_id"),
-        customers.c.email.label("buyer_email"),
-        customers.c.name.label("buyer_name"),
-        (customers.c.password_hash.is_not(None)).label("buyer_has_password"),
-        workspaces.c.name.label("workspace_name"),
-        workspaces.c.finished_at.label("workspace_finished_at"),
-        _admin.c.email.label("administrator_email"),
-    )
-    .join(customers, customers.c.id == journeys.c.customer_id)
-    .join(workspaces, workspaces.c.id == journeys.c.workspace_id, isouter=True)
-    .join(_admin, _admin.c.id == workspaces.c.administrator_id, isouter=True)
-    .where(journeys.c.id == sa.bindparam("journey_id"))
-)
+# Reads built once: building a SQLAlchemy statement costs more than running
+# it on SQLite. A link page's own read is ``snapshots.LINK``.
 _ORGANIZATIONS = (
     sa.select(organizations.c.id, organizations.c.legal_name, organizations.c.rut)
     .where(organizations.c.workspace_id == sa.bindparam("workspace_id"))
@@ -518,49 +491,10 @@ class Onboarding:
         return journey
 
     def _journey_by_id(self, conn: Connection, journey_id: int) -> Journey | None:
-        # Two statements built once: the journey with its buyer, workspace
-        # and administrator, then the workspace's organizations.
-        row = conn.execute(_JOURNEY_VIEW, {"journey_id": journey_id}).first()
-        if row is None:
-            return None
-        workspace = organization = None
-        if row.workspace_id is not None:
-            orgs = tuple(
-                Organization(id=o.id, legal_name=o.legal_name, rut=o.rut)
-                for o in conn.execute(
-                    _ORGANIZATIONS, {"workspace_id": row.workspace_id}
-                )
-            )
-            workspace = Workspace(
-                id=row.workspace_id,
-                name=row.workspace_name,
-                administrator_email=row.administrator_email,
-                organizations=orgs,
-                finished=row.workspace_finished_at is not None,
-            )
-            if row.organization_id is not None:
-                organization = next(o for o in orgs if o.id == row.organization_id)
-        tax = row.tax_document
-        return Journey(
-            id=row.id,
-            order_number=row.order_number,
-            stage=Stage(row.stage),
-            buyer=Customer(
-                id=row.buyer_id,
-                email=row.buyer_email,
-                name=row.buyer_name,
-                has_password=bool(row.buyer_has_password),
-            ),
-            products=tuple(row.products),
-            changes_legal_name=row.changes_legal_name,
-            workspace=workspace,
-            organization=organization,
-            documents=frozenset(row.documents or ()),
-            signature=row.signature_info,
-            certification=row.certification,
-            tax_document=TaxDocumentRequest(**tax) if tax else None,
-            created_at=row.created_at,
-        )
+        # One statement built once: the journey with its buyer, workspace,
+        # administrator and organizations (snapshots.py).
+        rows = self.store.rows(snapshots.JOURNEY, {"journey_id": journey_id}, conn)
+        return snapshots.journey_from(rows)
 
     def journey(self, journey_id: int) -> Journey:
         with self.store.read() as conn:
@@ -592,9 +526,38 @@ class Onboarding:
 
     def open_link(self, token: str, purpose: str) -> Link:
         """What a GET on a link shows. Reads only: nothing is consumed."""
-        with self.store.read() as conn:
-            live = self.links.read(conn, token, purpose)
-            return self._link_view(conn, purpose, live.claims, live.subject)
+        return self.link_view(self.link_snapshot(token, purpose))
+
+    def link_snapshot(self, token: str, purpose: str) -> LinkSnapshot:
+        """A live link and what it acts on, as one statement reads them now.
+
+        Raises the ``LinkError`` that says why a link cannot be used, as
+        ``open_link`` does. Reads only. Nothing is kept between calls: each
+        one asks the database, so a link used or a journey changed by any
+        process shows in the next snapshot.
+        """
+        claims = self.signer.read(token, purpose)
+        for _ in range(2):
+            rows = self.store.rows(snapshots.LINK, {"jti": claims.jti})
+            if snapshots.is_live(rows, purpose):
+                subject = str(rows[0][1])
+                return LinkSnapshot(purpose, claims, subject, tuple(rows))
+            # A dead link is refused by the link book, which reads it again
+            # and says why (used, superseded, unknown) with its dates.
+            with self.store.read() as conn:
+                self.links.read(conn, token, purpose)
+            # Alive after all: recorded between the two reads.
+        raise LinkInvalid(reason="unknown")
+
+    def link_view(self, snapshot: LinkSnapshot) -> Link:
+        """The ``Link`` a snapshot shows (``open_link``'s answer)."""
+        if snapshot.subject.startswith("customer:"):
+            customer = snapshot.customer()
+            assert customer is not None
+            return Link(snapshot.purpose, snapshot.claims, customer=customer)
+        journey = snapshot.journey()
+        assert journey is not None
+        return Link(snapshot.purpose, snapshot.claims, journey=journey)
 
     def completed_link(self, token: str, purpose: str) -> Link:
         """What a used link completed: the account or journey it acted on.
@@ -1457,10 +1420,18 @@ class Onboarding:
                 count += 1
         return count
 
-    def document_offer(self, journey: Journey) -> DocumentOffer:
-        """The documents step of ``journey`` as its products define it."""
-        with self.store.read() as conn:
-            data = conn.execute(_PURCHASE, {"journey_id": journey.id}).scalar_one()
+    def document_offer(
+        self, journey: Journey, snapshot: LinkSnapshot | None = None
+    ) -> DocumentOffer:
+        """The documents step of ``journey`` as its products define it.
+
+        With the ``snapshot`` it was read from, the purchase is the one read
+        there and nothing else is read.
+        """
+        data = snapshot.purchase() if snapshot is not None else None
+        if data is None:
+            with self.store.read() as conn:
+                data = conn.execute(_PURCHASE, {"journey_id": journey.id}).scalar_one()
         purchase = _purchase_from_json(data)
         return self.plugins.document_offer(journey.products, purchase)
 

@@ -127,6 +127,10 @@ class Store:
         self._local = threading.local()
         self._held: list[Connection] = []
         self._held_lock = threading.Lock()
+        # For ``rows``: SQL text, positional parameter order, and constants.
+        self._statements: dict[
+            sa.Select[Any], tuple[str, Sequence[str], Mapping[str, Any]]
+        ] = {}
         if self._sqlite:
             busy_ms = int(min(_BUSY_SLICE, lock_timeout) * 1000)
             event.listen(self.engine, "connect", _sqlite_pragmas(busy_ms))
@@ -190,6 +194,49 @@ class Store:
                 self._local.conn = None
             raise
 
+    def rows(
+        self,
+        statement: sa.Select[Any],
+        params: Mapping[str, Any],
+        conn: Connection | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """The rows of one ``SELECT``, run on the driver, values untyped.
+
+        SQLAlchemy's execution layer costs more than a keyed read on
+        SQLite: the statement is compiled once per store and handed to the
+        driver, and the values come back as the driver gives them (a JSON
+        column as text where the statement casts it, a SQLite date as
+        text). In ``conn``'s transaction when given; otherwise the
+        statement runs alone, which on both databases is one consistent
+        snapshot (on SQLite without a ``BEGIN``: the thread's connection is
+        in autocommit between transactions). Driver errors reach callers as
+        SQLAlchemy's, like every other database error.
+        """
+        sql, order, defaults = self._compiled(statement)
+        values = {**defaults, **params}
+        args: Any = [values[name] for name in order] if order else values
+        dbapi = self.engine.dialect.dbapi
+        assert dbapi is not None
+        try:
+            if conn is not None:
+                return _fetch(conn, sql, args)
+            if self._sqlite:
+                return _fetch(self._thread_connection(), sql, args)
+            with self.engine.connect() as own:
+                return _fetch(own, sql, args)
+        except dbapi.Error as exc:
+            raise sa.exc.DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
+
+    def _compiled(
+        self, statement: sa.Select[Any]
+    ) -> tuple[str, Sequence[str], Mapping[str, Any]]:
+        found = self._statements.get(statement)
+        if found is None:
+            compiled = statement.compile(dialect=self.engine.dialect)
+            found = (str(compiled), compiled.positiontup or (), compiled.params)
+            self._statements[statement] = found
+        return found
+
     def _begin_immediate(self, conn: Connection) -> None:
         # pysqlite would open the transaction at the first write, letting
         # two writers both read and then collide; BEGIN IMMEDIATE takes the
@@ -231,6 +278,17 @@ class Store:
             with contextlib.suppress(Exception):
                 conn.close()
         self.engine.dispose()
+
+
+def _fetch(conn: Connection, sql: str, args: Any) -> list[tuple[Any, ...]]:
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql, args)
+        return [tuple(row) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
 
 
 # -- small helpers used by the journey ---------------------------------------

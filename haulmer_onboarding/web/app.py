@@ -12,10 +12,14 @@ it is mounted at (docs/web.md).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -48,6 +52,7 @@ from haulmer_onboarding.models import Journey, Purchase, Stage
 from haulmer_onboarding.passwords import MIN_LENGTH
 from haulmer_onboarding.rut import dotted
 from haulmer_onboarding.signatures import format_size
+from haulmer_onboarding.snapshots import LinkSnapshot
 from haulmer_onboarding.tokens import Purpose
 from haulmer_onboarding.web._common import (
     LINK_STATUS,
@@ -69,6 +74,7 @@ from haulmer_onboarding.web.limits import (
     route_path,
     too_large_error,
 )
+from haulmer_onboarding.web.pagecache import PageCache
 
 __all__ = ["create_app"]
 
@@ -92,6 +98,24 @@ _HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
 }
+
+#: How many link pages a process keeps (a few kB each; pagecache.py).
+KEPT_PAGES = 1024
+#: How many threads read link pages at most: about as many reads as the
+#: PostgreSQL pool has connections (5, and 10 more under load); on SQLite
+#: each of these threads keeps a connection.
+READERS = 16
+_T = TypeVar("_T")
+#: The ``?paso=`` values a wizard page may be asked for.
+_STEPS = frozenset({"1", "2", "3"})
+#: Where a page about to be kept has its form token: a kept page is served
+#: with a token signed for each request in its place. Letters, digits and
+#: hyphens, which HTML escaping leaves as they are.
+_CSRF_SLOT = "csrf-slot-" + secrets.token_hex(16)
+#: The headers every page carries, in the form a response keeps them.
+_PLAIN_HEADERS = frozenset(
+    {b"content-length", b"content-type", *(k.lower().encode() for k in _HEADERS)}
+)
 
 #: The page that says a link's step is complete, by purpose.
 _DONE_PAGES = {
@@ -140,6 +164,11 @@ class _Pages:
         self.mailbox = mailbox
         self.scenarios = scenarios
         self.csrf = CsrfGuard(onboarding.settings.secret_keys)
+        # In development templates are read again when they change on disk,
+        # which a kept page would hide.
+        development = onboarding.settings.development
+        self.kept = PageCache(0 if development else KEPT_PAGES)
+        self.readers = ThreadPoolExecutor(READERS, thread_name_prefix="link-pages")
         # Every RUT a page shows is dotted, as customers write it.
         onboarding.renderer.environment.filters["rut"] = dotted
 
@@ -157,7 +186,10 @@ class _Pages:
             "show_forgot": False,
             "back_url": None,
             "static": (request.scope.get("root_path") or "") + "/static",
-            "csrf_token": self.csrf.token(link_binding(token)) if token else "",
+            "csrf_token": (
+                getattr(request.state, "csrf_slot", None)
+                or (self.csrf.token(link_binding(token)) if token else "")
+            ),
         }
         html = self.onboarding.renderer.page(name, {**defaults, **context})
         return HTMLResponse(html, status_code=status, headers=_HEADERS)
@@ -298,9 +330,75 @@ class _Pages:
     async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await run_in_threadpool(func, *args, **kwargs)
 
+    async def link_page(
+        self,
+        request: Request,
+        purpose: str,
+        draw: Callable[[Request, LinkSnapshot], HTMLResponse],
+    ) -> Response:
+        """A link's page for a GET: the link and what it acts on read now,
+        in one statement; the page kept for exactly that state, or drawn by
+        ``draw`` (from the snapshot and the request's path and ``?paso=``
+        only) and kept. A dead link gets its error page, never kept.
+
+        A kept page holds no form token: each answer gets one signed for
+        it, as a page drawn for it would. A request with any other query
+        than ``?paso=`` is drawn for itself and not kept.
+        """
+        token = request.path_params["token"]
+        asked = request.query_params.get("paso", "")
+        keep = request.query_params.keys() <= {"paso"}
+        key = (
+            purpose,
+            request.scope.get("root_path") or "",
+            request.scope["path"],
+            asked if asked in _STEPS else "",
+        )
+
+        def page() -> HTMLResponse:
+            # One trip to a reader thread: the hop costs more than the page.
+            snapshot = self.onboarding.link_snapshot(token, purpose)
+            if not keep:
+                return draw(request, snapshot)
+            csrf_token = self.csrf.token(link_binding(token)).encode()
+            pieces = self.kept.get(key, snapshot.state)
+            if pieces is not None:
+                return HTMLResponse(csrf_token.join(pieces), headers=_HEADERS)
+            request.state.csrf_slot = _CSRF_SLOT
+            try:
+                response = draw(request, snapshot)
+            finally:
+                del request.state.csrf_slot
+            pieces = tuple(bytes(response.body).split(_CSRF_SLOT.encode()))
+            if response.status_code == 200 and _plain(response):
+                self.kept.put(key, snapshot.state, pieces)
+            return _with_body(response, csrf_token.join(pieces))
+
+        try:
+            return await self.read(page)
+        except LinkError as exc:
+            return await self.link_error(request, exc, purpose)
+
+    async def read(self, func: Callable[[], _T]) -> _T:
+        """``func``'s answer, run on one of the link pages' reader threads.
+
+        The read blocks (a disk, a database server), so it never runs on the
+        event loop; a plain executor rather than Starlette's threadpool
+        (anyio), whose limiter and cancel scope cost about as much as a kept
+        page's whole read (docs/benchmarks.md). Context variables go along,
+        as with ``run_in_threadpool``.
+        """
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self.readers, context.run, func)
+
     # -- CREAR CONTRASEÑA ----------------------------------------------------
 
     async def password(self, request: Request) -> Response:
+        if request.method != "POST":
+            return await self.link_page(
+                request, Purpose.CREATE_PASSWORD, self._password_page
+            )
         token = request.path_params["token"]
         try:
             link = await self.call(
@@ -314,9 +412,6 @@ class _Pages:
             "action": request.url.path,
             "min_length": MIN_LENGTH,
         }
-        if request.method != "POST":
-            return self.render(request, "password", context)
-
         form = await _form(request)
         self.check_csrf(request, form, token)
         try:
@@ -331,6 +426,14 @@ class _Pages:
         except OnboardingError as exc:
             return self.render(request, "password", {**context, "error": exc}, 400)
         return self.render(request, "password_done", {"customer": customer})
+
+    def _password_page(self, request: Request, snapshot: LinkSnapshot) -> HTMLResponse:
+        context = {
+            "customer": snapshot.customer(),
+            "action": request.url.path,
+            "min_length": MIN_LENGTH,
+        }
+        return self.render(request, "password", context)
 
     async def forgot_password(self, request: Request) -> Response:
         context: dict[str, Any] = {
@@ -364,15 +467,11 @@ class _Pages:
     # -- CREAR WORKSPACE ---------------------------------------------------
 
     async def workspace(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        try:
-            link = await self.call(
-                self.onboarding.open_link, token, Purpose.CREATE_WORKSPACE
-            )
-        except LinkError as exc:
-            return await self.link_error(request, exc, Purpose.CREATE_WORKSPACE)
-        assert link.journey is not None
-        return self._workspace_page(request, link.journey)
+        return await self.link_page(
+            request,
+            Purpose.CREATE_WORKSPACE,
+            lambda request, snapshot: self._workspace_page(request, _journey(snapshot)),
+        )
 
     def _workspace_page(
         self,
@@ -467,19 +566,13 @@ class _Pages:
     # -- INICIAR SETUP -----------------------------------------------------
 
     async def setup(self, request: Request) -> Response:
-        token = request.path_params["token"]
-
-        def page() -> HTMLResponse:
-            # The link, the journey, the documents offered and the page, in
-            # one trip to a worker thread: the hop costs more than the page.
-            link = self.onboarding.open_link(token, Purpose.START_SETUP)
-            assert link.journey is not None
-            return self._setup_page_now(request, link.journey)
-
-        try:
-            return await self.call(page)  # type: ignore[no-any-return]
-        except LinkError as exc:
-            return await self.link_error(request, exc, Purpose.START_SETUP)
+        return await self.link_page(
+            request,
+            Purpose.START_SETUP,
+            lambda request, snapshot: self._setup_page_now(
+                request, _journey(snapshot), snapshot=snapshot
+            ),
+        )
 
     async def _setup_page(
         self,
@@ -510,12 +603,14 @@ class _Pages:
         values: Mapping[str, str] | None = None,
         step: int | None = None,
         status: int = 200,
+        snapshot: LinkSnapshot | None = None,
     ) -> HTMLResponse:
-        """The setup page of ``journey``; blocks (reads the offer)."""
+        """The setup page of ``journey``; blocks (reads the offer, unless
+        ``journey`` comes from ``snapshot``)."""
         if journey.stage not in SETUP_STEP:
             return self.render(request, "setup_done", {"journey": journey})
         reached = SETUP_STEP[journey.stage]
-        offer = self.onboarding.document_offer(journey)
+        offer = self.onboarding.document_offer(journey, snapshot)
         token = request.path_params["token"]
         return self.render(
             request,
@@ -617,6 +712,16 @@ class _Pages:
     # -- the purchase's tax document ---------------------------------------
 
     async def tax_document(self, request: Request) -> Response:
+        if request.method != "POST":
+            return await self.link_page(
+                request,
+                Purpose.TAX_DOCUMENT,
+                lambda request, snapshot: self.render(
+                    request,
+                    "tax_document",
+                    _tax_document_context(request, _journey(snapshot)),
+                ),
+            )
         token = request.path_params["token"]
         try:
             link = await self.call(
@@ -624,20 +729,7 @@ class _Pages:
             )
         except LinkError as exc:
             return await self.link_error(request, exc, Purpose.TAX_DOCUMENT)
-        context: dict[str, Any] = {
-            "journey": link.journey,
-            "action": request.url.path,
-            "values": {
-                "kind": "boleta",
-                "legal_name": "",
-                "rut": "",
-                "business_activity": "",
-                "address": "",
-            },
-        }
-        if request.method != "POST":
-            return self.render(request, "tax_document", context)
-
+        context = _tax_document_context(request, link.journey)
         form = await _form(request)
         self.check_csrf(request, form, token)
         values = {k: _text(form, k) for k in form}
@@ -661,12 +753,13 @@ class _Pages:
     # -- certification status ----------------------------------------------
 
     async def certification(self, request: Request) -> Response:
-        token = request.path_params["token"]
-        try:
-            journey = await self.call(self.onboarding.certification_view, token)
-        except LinkError as exc:
-            return await self.link_error(request, exc, Purpose.CERTIFICATION_STATUS)
-        return self.render(request, "certification", {"journey": journey})
+        return await self.link_page(
+            request,
+            Purpose.CERTIFICATION_STATUS,
+            lambda request, snapshot: self.render(
+                request, "certification", {"journey": _journey(snapshot)}
+            ),
+        )
 
     # -- development mailbox -----------------------------------------------
 
@@ -714,6 +807,43 @@ class _Pages:
             }
             return self.render(request, "error", context, 400)
         return RedirectResponse(request.url_for("dev_mailbox").path, 303)
+
+
+def _plain(response: Response) -> bool:
+    """Whether ``response`` carries only the pages' own headers (no cookie,
+    nothing said to this request alone), so that it may be kept."""
+    return all(name in _PLAIN_HEADERS for name, _ in response.raw_headers)
+
+
+def _with_body(response: HTMLResponse, body: bytes) -> HTMLResponse:
+    """``response`` with ``body`` in place of its own, headers kept."""
+    response.body = body
+    response.raw_headers = [
+        (name, value)
+        for name, value in response.raw_headers
+        if name != b"content-length"
+    ] + [(b"content-length", str(len(body)).encode())]
+    return response
+
+
+def _journey(snapshot: LinkSnapshot) -> Journey:
+    journey = snapshot.journey()
+    assert journey is not None
+    return journey
+
+
+def _tax_document_context(request: Request, journey: Journey | None) -> dict[str, Any]:
+    return {
+        "journey": journey,
+        "action": request.url.path,
+        "values": {
+            "kind": "boleta",
+            "legal_name": "",
+            "rut": "",
+            "business_activity": "",
+            "address": "",
+        },
+    }
 
 
 def _back(request: Request) -> str | None:

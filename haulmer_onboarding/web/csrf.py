@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Sequence
 
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -38,6 +39,8 @@ COOKIE = "haulmer_csrf"
 BROWSER_MAX_AGE = 24 * 3600
 
 _SALT = "haulmer_onboarding.web.csrf"
+# How many bindings' tokens of the current second are kept at most.
+_RECENT_MAX = 4096
 # Browsers send this header on every request; only these two values mean
 # the post came from our own page (or was typed by the person).
 _OWN_SITE = {"same-origin", "none"}
@@ -74,9 +77,28 @@ class CsrfGuard:
         self._serializer = URLSafeTimedSerializer(
             list(reversed(secret_keys)), salt=_SALT
         )
+        self._recent: tuple[int, dict[str, str]] = (0, {})
 
     def token(self, binding: str) -> str:
-        return self._serializer.dumps(binding)
+        """A token for ``binding``, signed now.
+
+        itsdangerous stamps a token with the second it was signed in, so
+        every token for one binding in one second is the same string: it is
+        signed once and handed out again for the rest of that second (a link
+        page read by many at once signs once, not once a request).
+        """
+        second = int(time.time())
+        recent = self._recent
+        if recent[0] != second:
+            recent = self._recent = (second, {})
+        found = recent[1].get(binding)
+        if found is None:
+            found = self._serializer.dumps(binding)
+            # Kept only when signed within that second, which is what its
+            # stamp says; a few bindings a second, never an unbounded set.
+            if int(time.time()) == second and len(recent[1]) < _RECENT_MAX:
+                recent[1][binding] = found
+        return found
 
     def check(
         self, request: Request, form: FormData, binding: str, *, max_age: int | None
