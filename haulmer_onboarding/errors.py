@@ -177,16 +177,38 @@ class DocumentsError(ValidationError):
 
 
 class RateLimited(OnboardingError, RuntimeError):
-    """Too many requests of one kind; ``retry_after`` is in seconds."""
+    """Too many requests of one kind; ``retry_after`` is in seconds.
+
+    The default message says the same wait as ``retry_after`` (which an
+    HTTP answer sends as ``Retry-After``), rounded up to the minute past
+    one minute: "Vuelve a intentarlo en 1 hora y 5 minutos."
+    """
 
     code = "rate_limited"
-    default_message = (
-        "Hiciste demasiadas solicitudes. Espera unos minutos y vuelve a intentarlo."
-    )
+    default_message = "Hiciste demasiadas solicitudes."
 
     def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
-        super().__init__(message)
+        wait = _spanish_wait(retry_after)
+        super().__init__(
+            message or f"{self.default_message} Vuelve a intentarlo en {wait}."
+        )
         self.retry_after = retry_after
+
+
+def _spanish_wait(seconds: int) -> str:
+    """A wait as a Spanish sentence says it: ``30 segundos``, ``45 minutos``,
+    ``1 hora``, ``22 horas y 30 minutos``; never shorter than ``seconds``."""
+
+    def count(number: int, one: str, many: str) -> str:
+        return f"{number} {one if number == 1 else many}"
+
+    if seconds < 60:
+        return count(max(seconds, 1), "segundo", "segundos")
+    hours, minutes = divmod(-(-seconds // 60), 60)
+    if not hours:
+        return count(minutes, "minuto", "minutos")
+    said = count(hours, "hora", "horas")
+    return f"{said} y {count(minutes, 'minuto', 'minutos')}" if minutes else said
 
 
 class NotFoundError(OnboardingError, LookupError):

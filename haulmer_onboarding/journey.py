@@ -90,6 +90,7 @@ from haulmer_onboarding.store.tables import (
     password_requests,
     workspaces,
 )
+from haulmer_onboarding.text import check_line
 from haulmer_onboarding.tokens import LinkClaims, LinkSigner, Purpose
 
 __all__ = [
@@ -169,6 +170,23 @@ _SETUP_OPEN = (
     Stage.SETUP_SIGNATURE_LOADED,
 )
 
+#: Each step's link purpose, and the stage its turn needs (None: any).
+_STEP_TURNS: dict[str, tuple[str, Stage | None]] = {
+    "set_password": (Purpose.CREATE_PASSWORD, None),
+    "activate_workspace": (Purpose.CREATE_WORKSPACE, Stage.WORKSPACE_PENDING),
+    "create_workspace_administrator": (
+        Purpose.CREATE_WORKSPACE,
+        Stage.WORKSPACE_ACTIVATED,
+    ),
+    "name_workspace": (Purpose.CREATE_WORKSPACE, Stage.WORKSPACE_ADMIN_CREATED),
+    "finish_workspace": (Purpose.CREATE_WORKSPACE, Stage.WORKSPACE_NAMED),
+    "begin_setup": (Purpose.START_SETUP, Stage.SETUP_PENDING),
+    "choose_organization": (Purpose.START_SETUP, Stage.SETUP_STARTED),
+    "upload_signature": (Purpose.START_SETUP, Stage.SETUP_ORGANIZATION_CHOSEN),
+    "choose_documents": (Purpose.START_SETUP, Stage.SETUP_SIGNATURE_LOADED),
+    "request_tax_document": (Purpose.TAX_DOCUMENT, None),
+}
+
 
 def normalize_email(email: str) -> str:
     """Trimmed and lowercased: addresses are matched without regard to case."""
@@ -198,6 +216,9 @@ def _check_email(email: str, field: str = "email") -> str:
 
 
 def _required_text(value: str, field: str, label: str, limit: int = 200) -> str:
+    """``value`` on one line of visible text (``text.py``), trimmed, with a
+    run of spaces written as one."""
+    check_line(value, field, label)
     text = " ".join(value.split())
     if not text:
         raise ValidationError(f"Ingresa {label}.", code=f"{field}_missing", field=field)
@@ -232,6 +253,21 @@ def _parse_rut(value: str, field: str = "rut") -> Rut:
             field=field,
         )
     return rut
+
+
+def _refuse_known_rut(workspace: Workspace, rut: Rut) -> None:
+    """A new organization may not repeat a RUT the workspace already has:
+    the customer meant that one, or typed the RUT wrong."""
+    known = next((o for o in workspace.organizations if o.rut == str(rut)), None)
+    if known is None:
+        return
+    raise ValidationError(
+        f"Tu espacio de trabajo ya tiene la organización con RUT "
+        f"{rut.formatted()} ({known.legal_name}): elígela en la lista en vez "
+        "de crearla de nuevo.",
+        code="organization_exists",
+        field="rut",
+    )
 
 
 def _representative_rut(value: str) -> Rut:
@@ -596,12 +632,49 @@ class Onboarding:
             self.links.read(conn, token, purpose)
 
     def _journey_for_link(
-        self, conn: Connection, token: str, purpose: str
+        self, conn: Connection, token: str, purpose: str, *, for_update: bool = True
     ) -> tuple[LiveLink, Row[Any]]:
         link = self.links.read(conn, token, purpose)
-        row = store.journey_row(conn, link.subject_id, for_update=True)
+        row = store.journey_row(conn, link.subject_id, for_update=for_update)
         assert row is not None
         return link, row
+
+    def check_step(self, token: str, step: str) -> None:
+        """Refuse, reading only, what would refuse ``step`` whatever its form
+        says: the link's ``LinkError``, then ``StepOrderError`` for a step
+        before its turn (or before the password it needs).
+
+        ``step`` names the facade method: ``"set_password"``,
+        ``"name_workspace"``, ``"choose_documents"``, ``"renew_link"`` and
+        so on. The step checks both again when it runs; this lets a caller
+        answer a dead link or a step out of turn before it reads the
+        request's body. For ``"renew_link"`` the link must be a genuine one
+        that expired unused, for whichever purpose it was made.
+        """
+        if step == "renew_link":
+            purpose = self.signer.purpose_of(token)
+            if purpose not in RENEWABLE:
+                raise LinkInvalid(reason="not renewable")
+            with self.store.read() as conn:
+                self.links.read_expired(conn, token, purpose)
+            return
+        try:
+            purpose, needs = _STEP_TURNS[step]
+        except KeyError:
+            raise ValueError(f"no step is called {step!r}") from None
+        if needs is None:
+            self._peek(token, purpose)
+        else:
+            self._peek_turn(token, purpose, needs)
+
+    def _peek_turn(self, token: str, purpose: str, needs: Stage) -> None:
+        """``_peek``, then the step's turn: a step posted out of order is
+        told so, not about its fields."""
+        with self.store.read() as conn:
+            if purpose == Purpose.CREATE_WORKSPACE:
+                self._wizard(conn, token, needs, for_update=False)
+            else:
+                self._setup(conn, token, needs, for_update=False)
 
     # -- 1-6: the purchase -------------------------------------------------
 
@@ -634,6 +707,14 @@ class Onboarding:
             raise ValidationError(
                 "La compra no tiene productos.", code="purchase_empty", field="items"
             )
+        for n, item in enumerate(purchase.items):
+            for part, label in (("code", "el código"), ("name", "el nombre")):
+                check_line(
+                    getattr(item, part),
+                    f"items[{n}].{part}",
+                    f"{label} del producto {n + 1} de la compra",
+                    code=f"item_{part}_invalid_character",
+                )
         products = self.plugins.products_for_items(i.code for i in purchase.items)
         if not products:
             raise ValidationError(
@@ -1060,9 +1141,11 @@ class Onboarding:
             )
 
     def _wizard(
-        self, conn: Connection, token: str, needs: Stage
+        self, conn: Connection, token: str, needs: Stage, *, for_update: bool = True
     ) -> tuple[LiveLink, Row[Any]]:
-        link, row = self._journey_for_link(conn, token, Purpose.CREATE_WORKSPACE)
+        link, row = self._journey_for_link(
+            conn, token, Purpose.CREATE_WORKSPACE, for_update=for_update
+        )
         self._check_turn(
             conn,
             row,
@@ -1111,7 +1194,7 @@ class Onboarding:
         CONTRASEÑA email. The administrator can be changed at most
         ``_ADMINISTRATOR_CHANGES`` times a day (``RateLimited``).
         """
-        self._peek(token, Purpose.CREATE_WORKSPACE)
+        self._peek_turn(token, Purpose.CREATE_WORKSPACE, Stage.WORKSPACE_ACTIVATED)
         admin_email = _check_email(email)
         admin_name = _required_text(name, "name", "el nombre del administrador")
         with self._transaction() as (conn, pending):
@@ -1162,7 +1245,7 @@ class Onboarding:
 
     def name_workspace(self, token: str, name: str) -> Journey:
         """SIGUIENTE: the workspace's name (it can be changed later)."""
-        self._peek(token, Purpose.CREATE_WORKSPACE)
+        self._peek_turn(token, Purpose.CREATE_WORKSPACE, Stage.WORKSPACE_ADMIN_CREATED)
         workspace_name = _required_text(
             name, "workspace_name", "el nombre del espacio de trabajo", 120
         )
@@ -1179,7 +1262,7 @@ class Onboarding:
 
     def finish_workspace(self, token: str, legal_name: str, rut: str) -> Journey:
         """FINALIZAR: the organization; email 6 goes to the administrator."""
-        self._peek(token, Purpose.CREATE_WORKSPACE)
+        self._peek_turn(token, Purpose.CREATE_WORKSPACE, Stage.WORKSPACE_NAMED)
         name = _required_text(legal_name, "legal_name", "la razón social")
         parsed = _parse_rut(rut)
         with self._transaction() as (conn, pending):
@@ -1226,9 +1309,11 @@ class Onboarding:
     # -- INICIAR SETUP -----------------------------------------------------
 
     def _setup(
-        self, conn: Connection, token: str, needs: Stage
+        self, conn: Connection, token: str, needs: Stage, *, for_update: bool = True
     ) -> tuple[LiveLink, Row[Any]]:
-        link, row = self._journey_for_link(conn, token, Purpose.START_SETUP)
+        link, row = self._journey_for_link(
+            conn, token, Purpose.START_SETUP, for_update=for_update
+        )
         administrator_id = conn.execute(
             sa.select(workspaces.c.administrator_id).where(
                 workspaces.c.id == row.workspace_id
@@ -1261,16 +1346,19 @@ class Onboarding:
         legal_name: str = "",
         rut: str = "",
     ) -> Journey:
-        """Step 1: one of the workspace's organizations, or a new one."""
-        self._peek(token, Purpose.START_SETUP)
+        """Step 1: one of the workspace's organizations, or a new one.
+
+        A new organization whose RUT the workspace already has is refused
+        with ``organization_exists`` (field ``rut``), naming the one to
+        choose: nothing is created, and nothing is chosen for the customer.
+        """
+        self._peek_turn(token, Purpose.START_SETUP, Stage.SETUP_STARTED)
         new_name, new_rut = None, None
         if organization_id is None:
             new_name = _required_text(legal_name, "legal_name", "la razón social")
             new_rut = _parse_rut(rut)
         with self._transaction() as (conn, pending):
             _, row = self._setup(conn, token, Stage.SETUP_STARTED)
-            if new_rut is not None and new_name is not None:
-                self.plugins.validate_organization(new_name, new_rut, row.products)
             workspace = self._workspace(conn, row.workspace_id)
             if organization_id is not None:
                 if organization_id not in {o.id for o in workspace.organizations}:
@@ -1282,8 +1370,10 @@ class Onboarding:
                 chosen = organization_id
             else:
                 assert new_rut is not None
-                known = {o.rut: o.id for o in workspace.organizations}
-                chosen = known.get(str(new_rut)) or store.insert(
+                assert new_name is not None
+                _refuse_known_rut(workspace, new_rut)
+                self.plugins.validate_organization(new_name, new_rut, row.products)
+                chosen = store.insert(
                     conn,
                     organizations,
                     {
@@ -1318,14 +1408,12 @@ class Onboarding:
         certificate are sealed under the server's key, and only the
         certificate's public facts are kept in clear.
         """
-        self._peek(token, Purpose.START_SETUP)
+        # The step's turn is checked first, then the file is opened outside
+        # the transaction: key derivation must never hold the write lock.
+        self._peek_turn(token, Purpose.START_SETUP, Stage.SETUP_ORGANIZATION_CHOSEN)
         representative = None
         if legal_representative_rut is not None:
             representative = _representative_rut(legal_representative_rut)
-        # The step's turn is checked first, then the file is opened outside
-        # the transaction: key derivation must never hold the write lock.
-        with self.store.begin() as conn:
-            self._setup(conn, token, Stage.SETUP_ORGANIZATION_CHOSEN)
         loaded = load_signature(
             data,
             password,
@@ -1393,7 +1481,7 @@ class Onboarding:
         Required documents, those a point of sale fixes among them, are
         always included; anything the products do not offer is refused.
         """
-        self._peek(token, Purpose.START_SETUP)
+        self._peek_turn(token, Purpose.START_SETUP, Stage.SETUP_SIGNATURE_LOADED)
         chosen = parse_codes(codes)
         with self._transaction() as (conn, pending):
             link, row = self._setup(conn, token, Stage.SETUP_SIGNATURE_LOADED)

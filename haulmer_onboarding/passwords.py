@@ -7,6 +7,11 @@ digits, typed twice. Passwords are stored as Argon2id hashes.
 Passwords are normalized to Unicode NFKC before they are checked, hashed or
 verified, so the same password typed on two keyboards that compose accents
 differently still matches.
+
+A password may not hold a control character (NUL, tab, a line break: no
+keyboard types one into a password box) nor a lone surrogate (not text,
+so it cannot be hashed). Format characters are allowed: a password is never
+shown, and emoji sequences are joined with one (``text.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 
 from haulmer_onboarding.errors import PasswordError
+from haulmer_onboarding.text import describe, first_refused
 
 __all__ = ["check_policy", "hash_password", "needs_rehash", "verify_password"]
 
@@ -26,6 +32,9 @@ MIN_LENGTH = 8
 MAX_LENGTH = 1024
 
 _hasher = PasswordHasher()
+
+_REFUSED = frozenset({"Cc", "Cs"})
+_CS = frozenset({"Cs"})
 
 
 def _normalize(password: str) -> str:
@@ -41,9 +50,18 @@ def _too_long() -> PasswordError:
 
 
 def _checked(password: str) -> str:
-    """The normalized password, or ``password_too_long``."""
+    """The normalized password, or ``password_too_long``, or
+    ``password_invalid_character``."""
     if len(password) > MAX_LENGTH:
         raise _too_long()
+    char = first_refused(password, _REFUSED)
+    if char is not None:
+        raise PasswordError(
+            f"La contraseña tiene {describe(char)}, que no puede ser parte de "
+            "una contraseña. Usa letras, números, espacios y símbolos.",
+            code="password_invalid_character",
+            field="password",
+        )
     normalized = _normalize(password)
     if len(normalized) > MAX_LENGTH:
         raise _too_long()
@@ -54,7 +72,8 @@ def check_policy(password: str, confirmation: str) -> None:
     """Refuse a new password that breaks the policy or was not repeated.
 
     Raises ``PasswordError`` for the first rule broken, in this order:
-    ``password_too_long``, ``password_too_short``,
+    ``password_too_long``, ``password_invalid_character``,
+    ``password_too_short``,
     ``password_missing_lowercase``, ``password_missing_uppercase``,
     ``password_missing_digit`` (all with ``field="password"``), then
     ``password_mismatch`` (``field="confirmation"``).
@@ -104,8 +123,10 @@ def check_policy(password: str, confirmation: str) -> None:
 def hash_password(password: str) -> str:
     """An Argon2id hash of ``password``, salted, in PHC string form.
 
-    Raises ``PasswordError`` (``password_too_long``) past the maximum length;
-    the other rules are ``check_policy``'s business.
+    Raises ``PasswordError`` past the maximum length
+    (``password_too_long``) and for a character no password may hold
+    (``password_invalid_character``); the other rules are
+    ``check_policy``'s business.
     """
     return _hasher.hash(_checked(password))
 
@@ -117,7 +138,10 @@ def verify_password(hashed: str, password: str) -> bool:
     an Argon2 hash at all raises ``ValueError``: that is damaged data, not a
     customer's mistake, and should be seen.
     """
-    if len(password) > MAX_LENGTH:
+    # A lone surrogate cannot be encoded, so no stored hash was made from
+    # it. Other characters refused today are still tried: a hash made before
+    # the rule must keep opening its account.
+    if len(password) > MAX_LENGTH or first_refused(password, _CS) is not None:
         return False
     try:
         return _hasher.verify(hashed, _normalize(password))

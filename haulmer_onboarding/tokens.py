@@ -169,6 +169,14 @@ class LinkSigner:
             )
         return claims
 
+    def purpose_of(self, token: str) -> str:
+        """The purpose a genuine ``token`` was made for, current or expired.
+
+        Raises ``LinkInvalid`` for a token we did not sign; says nothing of
+        its age (``read`` does).
+        """
+        return self._decode(token).purpose
+
     def _decode(self, token: str) -> LinkClaims:
         # One spelling per link: base64 decoders forgive stray characters and
         # unused bits, so the shape is checked before the signature.

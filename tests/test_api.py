@@ -479,10 +479,14 @@ def test_forgot_password_and_link_renewal_over_the_api(
 
 def test_an_oversized_api_body_gets_a_json_413(stack: Stack, api: httpx.Client) -> None:
     limit = stack.onboarding.settings.signature_max_bytes
-    body = {"signature": "A" * (limit * 2), "signature_password": "x"}
-    refused = api.post("/setup/signature", headers=bearer("abc.def"), json=body)
+    refused = api.post("/password-requests", json={"email": "A" * (limit * 2)})
     assert refused.status_code == 413
     assert error_of(refused)["code"] == "request_too_large"
+    # Behind a dead link the body is never read: the link is what is wrong.
+    body = {"signature": "A" * (limit * 2), "signature_password": "x"}
+    dead = api.post("/setup/signature", headers=bearer("abc.def"), json=body)
+    assert dead.status_code == 404
+    assert error_of(dead)["code"] == "link_invalid"
 
 
 # -- the OpenAPI document against the running API ------------------------------

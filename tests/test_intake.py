@@ -327,6 +327,19 @@ def _valid() -> dict[str, Any]:
             "purchase_unknown_products",
             "items",
         ),
+        # Free text is one line of visible characters (docs/journey.md).
+        (
+            lambda d: d.update(buyer_name="Camila \u202eRojas"),
+            422,
+            "buyer_name_invalid_character",
+            "buyer_name",
+        ),
+        (
+            lambda d: d["items"][0].update(name="Plan\nPyme"),
+            422,
+            "item_name_invalid_character",
+            "items[0].name",
+        ),
     ],
 )
 def test_a_signed_but_wrong_purchase_gets_a_stable_code_and_changes_nothing(

@@ -543,3 +543,96 @@ def test_setup_steps_cannot_be_skipped_or_pointed_elsewhere(
         "organization",
     )
     assert "Paso 1 de 3" in customer.open(url + "?paso=3").text
+
+
+# -- invisible and control characters, the organization step's repeats ----------
+
+
+def test_control_and_bidi_characters_are_refused_beside_their_field(
+    site: Site, customer: WebCustomer
+) -> None:
+    site.onboarding.record_purchase(purchase_for("razon-social", BUYER, "OC-1"))
+    page = customer.open(site.link(PASSWORD, "CREAR CONTRASEÑA"))
+    refused = customer.submit(
+        page, "CREAR CONTRASEÑA", {"password": GOOD + "\x00", "confirmation": GOOD}
+    )
+    assert refused.status == 400
+    assert "carácter de control (U+0000)" in beside(refused, "password")
+    assert site.onboarding.journey_by_order("OC-1").buyer.has_password is False
+    set_password(site, customer)
+
+    step1 = customer.submit(
+        customer.open(site.link(WORKSPACE, "CREAR WORKSPACE")), "ACTIVAR"
+    )
+    refused = customer.submit(step1, "CREAR", {"name": "Camila\tRojas", "email": BUYER})
+    assert refused.status == 400
+    assert "El nombre del administrador tiene una tabulación" in beside(refused, "name")
+    assert site.stage("OC-1") is Stage.WORKSPACE_ACTIVATED
+    step2 = customer.submit(step1, "CREAR", {"name": "Camila Rojas", "email": BUYER})
+    refused = customer.submit(step2, "SIGUIENTE", {"workspace_name": "Rojas\u202eApS"})
+    assert refused.status == 400
+    assert "control de dirección del texto (U+202E)" in beside(
+        refused, "workspace_name"
+    )
+    assert site.stage("OC-1") is Stage.WORKSPACE_ADMIN_CREATED
+    workspace = site.onboarding.journey_by_order("OC-1").workspace
+    assert workspace is not None
+    assert workspace.name is None
+
+    tax = customer.open(site.link(TAX, "SOLICITAR DOCUMENTO"))
+    refused = customer.submit(
+        tax,
+        "SOLICITAR DOCUMENTO",
+        {
+            "kind": "factura",
+            "legal_name": "Ferretería\u200b Los Andes SpA",
+            "rut": "76.086.428-5",
+            "business_activity": "Ferretería",
+            "address": "Av. Los Andes 123, Santiago",
+        },
+    )
+    assert refused.status == 400
+    assert "carácter invisible (U+200B)" in beside(refused, "legal_name")
+    assert site.onboarding.journey_by_order("OC-1").tax_document is None
+
+
+def test_a_new_organization_with_a_known_rut_is_refused_naming_it(
+    site: Site, customer: WebCustomer
+) -> None:
+    site.onboarding.record_purchase(EXPORTS)
+    set_password(site, customer)
+    page = customer.submit(customer.open(site.link(SETUP, "INICIAR SETUP")), "COMENZAR")
+    refused = customer.submit(
+        page,
+        "SIGUIENTE",
+        {"organization": "new", "legal_name": "Otro Nombre SpA", "rut": "76086428-5"},
+    )
+    assert refused.status == 400
+    said = beside(refused, "rut")
+    assert "ya tiene la organización con RUT 76.086.428-5" in said
+    assert "(Exportadora del Sur SpA): elígela en la lista" in said
+    journey = site.onboarding.journey_by_order(EXPORTS.order_number)
+    assert journey.stage is Stage.SETUP_STARTED
+    assert journey.workspace is not None
+    assert len(journey.workspace.organizations) == 1
+
+
+def test_a_step_posted_before_its_turn_is_told_so_before_its_fields(
+    site: Site, customer: WebCustomer
+) -> None:
+    site.onboarding.record_purchase(EXPORTS)
+    set_password(site, customer)
+    url = site.link(SETUP, "INICIAR SETUP")
+    welcome = customer.open(url)
+    token = dict(welcome.form("COMENZAR").fields)["csrf_token"]
+    for action, data in [
+        ("organizacion", {"organization": "new", "legal_name": "", "rut": "1-1"}),
+        ("firma", {"legal_representative_rut": "no es un RUT"}),
+        ("documentos", {"documents": "999"}),
+    ]:
+        early = customer.client.post(
+            f"{url}/{action}", data={**data, "csrf_token": token}
+        )
+        assert early.status_code == 409, action
+        assert "Completa primero los pasos anteriores" in early.text
+        assert site.stage(EXPORTS.order_number) is Stage.SETUP_PENDING

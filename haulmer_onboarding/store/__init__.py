@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -324,12 +325,13 @@ def take_hit(
     counted within ``window``.
 
     Returns ``None`` when the request may go on, else the seconds until the
-    oldest counted request leaves the window.
+    oldest counted request leaves the window (a request exactly ``window``
+    old has left it), rounded up.
     """
     since = now - window
     conn.execute(
         throttle_hits.delete().where(
-            throttle_hits.c.key == key, throttle_hits.c.at < since
+            throttle_hits.c.key == key, throttle_hits.c.at <= since
         )
     )
     hits = conn.execute(
@@ -339,6 +341,7 @@ def take_hit(
     ).all()
     if len(hits) >= limit:
         oldest = hits[0].at
-        return max(1, int((oldest + window - now).total_seconds()) + 1)
+        wait: timedelta = oldest + window - now
+        return max(1, math.ceil(wait.total_seconds()))
     conn.execute(throttle_hits.insert().values(key=key, at=now))
     return None

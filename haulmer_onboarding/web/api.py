@@ -12,6 +12,10 @@ An error answers ``{"error": {"code", "message", "field"}}``: the SDK's
 stable code, the Spanish sentence the page would show, and the field at
 fault, with the status the page would have. The OpenAPI document is served
 at ``/api/v1/openapi.json``.
+
+A ``POST`` behind a link is checked in the order a customer would want to
+hear about it: the link (dead links are told whatever the body), the
+step's turn, then the body (its type, its JSON), then its fields.
 """
 
 from __future__ import annotations
@@ -46,7 +50,12 @@ from haulmer_onboarding.web._common import (
     journey_json,
     offer_json,
 )
-from haulmer_onboarding.web.limits import TooLarge, too_large_error
+from haulmer_onboarding.web.limits import (
+    TooLarge,
+    api_body_limit,
+    request_too_large_error,
+    too_large_error,
+)
 from haulmer_onboarding.web.openapi import openapi_document
 
 __all__ = ["api_routes", "error_json"]
@@ -100,6 +109,12 @@ def _token(request: Request) -> str:
     return token.strip()
 
 
+def _json_invalid(
+    message: str = "El cuerpo no es un objeto JSON válido.",
+) -> ValidationError:
+    return ValidationError(message, code="json_invalid")
+
+
 async def _body(request: Request) -> dict[str, Any]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
@@ -109,13 +124,42 @@ async def _body(request: Request) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise _json_invalid(
+            "El cuerpo JSON tiene demasiados niveles anidados: envía un objeto "
+            "con los campos de la acción."
+        ) from None
     except (ValueError, UnicodeDecodeError):
         data = None
     if not isinstance(data, dict):
-        raise ValidationError(
-            "El cuerpo no es un objeto JSON válido.", code="json_invalid"
+        raise _json_invalid()
+    if _has_lone_surrogate(data):
+        raise _json_invalid(
+            "El cuerpo JSON trae un carácter que no es texto válido (un "
+            "escape \\ud800 a \\udfff sin su pareja). Envía el texto en UTF-8."
         )
     return data
+
+
+def _has_lone_surrogate(data: dict[str, Any]) -> bool:
+    """Whether a key or a string anywhere in ``data`` holds a lone surrogate:
+    JSON's escapes can write one, UTF-8 cannot carry it. Walked without
+    recursion, as ``data`` can be nested as deep as the parser allows."""
+    pending: list[Any] = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif (
+            isinstance(value, str)
+            and not value.isprintable()
+            and any("\ud800" <= char <= "\udfff" for char in value)
+        ):
+            return True
+    return False
 
 
 def _text(data: Mapping[str, Any], name: str) -> str:
@@ -149,6 +193,20 @@ def _journey_answer(
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+#: The facade method behind each wizard action of the API.
+_WORKSPACE_STEPS = {
+    "activate": "activate_workspace",
+    "administrator": "create_workspace_administrator",
+    "name": "name_workspace",
+    "organization": "finish_workspace",
+}
+_SETUP_STEPS = {
+    "start": "begin_setup",
+    "organization": "choose_organization",
+    "signature": "upload_signature",
+    "documents": "choose_documents",
+}
+
 
 class _Api:
     def __init__(self, onboarding: Onboarding) -> None:
@@ -156,6 +214,13 @@ class _Api:
 
     async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await run_in_threadpool(func, *args, **kwargs)
+
+    async def checked(self, request: Request, step: str) -> str:
+        """The request's link token, once the link and the turn of ``step``
+        (a facade method's name) are known to be good: before the body."""
+        token = _token(request)
+        await self.call(self.onboarding.check_step, token, step)
+        return token
 
     async def journey(self, request: Request, purpose: str) -> Journey:
         link = await self.call(self.onboarding.open_link, _token(request), purpose)
@@ -174,7 +239,7 @@ class _Api:
         )
 
     async def set_password(self, request: Request) -> Response:
-        token = _token(request)
+        token = await self.checked(request, "set_password")
         data = await _body(request)
         customer = await self.call(
             self.onboarding.set_password,
@@ -199,7 +264,7 @@ class _Api:
         return _answer({"message": message}, 202)
 
     async def renew_link(self, request: Request) -> Response:
-        token = _token(request)
+        token = await self.checked(request, "renew_link")
         data = await _body(request)
         renewed = await self.call(
             self.onboarding.renew_link, token, _text(data, "purpose")
@@ -213,7 +278,7 @@ class _Api:
         return _answer(_journey_answer(journey, WIZARD_STEP))
 
     async def workspace_action(self, request: Request, action: str) -> Response:
-        token = _token(request)
+        token = await self.checked(request, _WORKSPACE_STEPS[action])
         data = await _body(request)
         facade = self.onboarding
         calls: dict[str, Callable[[], Journey]] = {
@@ -239,7 +304,7 @@ class _Api:
         return _answer(_journey_answer(journey, SETUP_STEP, offer=offer))
 
     async def setup_action(self, request: Request, action: str) -> Response:
-        token = _token(request)
+        token = await self.checked(request, _SETUP_STEPS[action])
         data = await _body(request)
         facade = self.onboarding
         if action == "start":
@@ -259,18 +324,35 @@ class _Api:
         return _answer(_journey_answer(journey, SETUP_STEP))
 
     def _organization(self, token: str, data: Mapping[str, Any]) -> Journey:
+        """``organization_id``, or ``legal_name`` and ``rut``: never both (a
+        field sent as ``null`` is one left out)."""
         chosen = data.get("organization_id")
-        if chosen is not None:
-            if not isinstance(chosen, int) or isinstance(chosen, bool):
-                raise ValidationError(
-                    "Elige una organización de tu espacio de trabajo.",
-                    code="organization_unknown",
-                    field="organization",
-                )
+        if chosen is None:
+            return self.onboarding.choose_organization(
+                token, legal_name=_text(data, "legal_name"), rut=_text(data, "rut")
+            )
+        if any(data.get(name) is not None for name in ("legal_name", "rut")):
+            raise ValidationError(
+                "Envía organization_id para elegir una organización de tu "
+                "espacio de trabajo, o legal_name y rut para crear una nueva, "
+                "pero no ambos.",
+                code="json_fields_exclusive",
+                field="organization_id",
+            )
+        if not isinstance(chosen, int) or isinstance(chosen, bool):
+            raise ValidationError(
+                "El campo organization_id debe ser un número entero: el id de "
+                "una organización de tu espacio de trabajo.",
+                code="json_field_type",
+                field="organization_id",
+            )
+        try:
             return self.onboarding.choose_organization(token, organization_id=chosen)
-        return self.onboarding.choose_organization(
-            token, legal_name=_text(data, "legal_name"), rut=_text(data, "rut")
-        )
+        except ValidationError as error:
+            # The page's field is "organization"; the API's is this one.
+            if error.field == "organization":
+                error.field = "organization_id"
+            raise
 
     # -- the purchase's tax document, and the certification --------------------
 
@@ -279,7 +361,7 @@ class _Api:
         return _answer({"journey": journey_json(journey)})
 
     async def request_tax_document(self, request: Request) -> Response:
-        token = _token(request)
+        token = await self.checked(request, "request_tax_document")
         data = await _body(request)
         journey = await self.call(
             self.onboarding.request_tax_document,
@@ -336,9 +418,9 @@ def _documents(data: Mapping[str, Any]) -> list[int | str]:
     return codes
 
 
-def _guarded(handler: Handler, max_bytes: int) -> Handler:
+def _guarded(handler: Handler, too_large: OnboardingError) -> Handler:
     """Answers the SDK's errors as JSON, with the page's status, and a body
-    over the limit with 413."""
+    over the limit with 413 and ``too_large``."""
 
     async def guarded(request: Request) -> Response:
         try:
@@ -346,7 +428,7 @@ def _guarded(handler: Handler, max_bytes: int) -> Handler:
         except OnboardingError as error:
             return error_json(error)
         except TooLarge:
-            return error_json(too_large_error(max_bytes), 413)
+            return error_json(too_large, 413)
 
     return guarded
 
@@ -354,11 +436,17 @@ def _guarded(handler: Handler, max_bytes: int) -> Handler:
 def api_routes(onboarding: Onboarding) -> list[Route]:
     """The API's routes, relative to where it is mounted (``/api/v1``)."""
     api = _Api(onboarding)
-    max_bytes = onboarding.settings.signature_max_bytes
+    file_limit = onboarding.settings.signature_max_bytes
+    # The signature's step is told the file's own limit; the others, which
+    # take a few text fields, the request's.
+    request_too_large = request_too_large_error(api_body_limit(file_limit))
 
     def route(path: str, handler: Handler, method: str = "GET") -> Route:
         methods = ["GET", "HEAD"] if method == "GET" else [method]
-        return Route(path, _guarded(handler, max_bytes), methods=methods)
+        too_large = request_too_large
+        if path == "/setup/signature":
+            too_large = too_large_error(file_limit)
+        return Route(path, _guarded(handler, too_large), methods=methods)
 
     def step(
         handler: Callable[[Request, str], Awaitable[Response]], action: str

@@ -762,6 +762,8 @@ class _Pages:
         if action == "firma":
             upload = form.get("signature")
             if not isinstance(upload, UploadFile):
+                # A step before its turn is told so, file or no file.
+                await self.call(facade.check_step, token, "upload_signature")
                 raise SignatureError(
                     "Selecciona el archivo de tu firma electrónica (.pfx o .p12).",
                     code="signature_missing",

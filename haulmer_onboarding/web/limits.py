@@ -13,10 +13,35 @@ from collections.abc import Callable
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from haulmer_onboarding.errors import SignatureError
+from haulmer_onboarding.errors import SignatureError, ValidationError
 from haulmer_onboarding.signatures import format_size
 
-__all__ = ["BodyLimit", "TooLarge", "route_path", "too_large_error"]
+__all__ = [
+    "BodyLimit",
+    "TooLarge",
+    "api_body_limit",
+    "request_too_large_error",
+    "route_path",
+    "too_large_error",
+]
+
+# What a request carries besides the signature file: form fields, JSON keys.
+_FORM_ROOM = 64 * 1024
+
+
+def api_body_limit(signature_max_bytes: int) -> int:
+    """The most bytes an API request may send: the largest signature file in
+    base64 (4 bytes for every 3), plus room for the other fields."""
+    return signature_max_bytes * 4 // 3 + _FORM_ROOM
+
+
+def request_too_large_error(max_bytes: int) -> ValidationError:
+    """What a too large request to an action without a file is told."""
+    return ValidationError(
+        f"La solicitud es demasiado grande: el máximo es {format_size(max_bytes)}. "
+        "Esta acción solo recibe unos pocos campos de texto.",
+        code="request_too_large",
+    )
 
 
 def too_large_error(max_bytes: int) -> SignatureError:

@@ -25,14 +25,21 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     said = {
-        400: "A value the rules refuse, or a body that is not a JSON object",
+        400: "A value the rules refuse (a field's own code, or "
+        "<field>_invalid_character for a control, format or bidi character "
+        "in free text), or a body that is not a JSON object of text "
+        "(json_invalid: not JSON, nested past the parser's depth, or a lone "
+        "surrogate escape)",
         401: "No link token in Authorization",
-        404: "A link that is not genuine, or made for another step",
-        409: "A step before its turn",
-        410: "A link expired, used or replaced",
-        413: "A body over the upload limit",
+        404: "A link that is not genuine, or made for another step; told "
+        "before the body is read",
+        409: "A step before its turn; told before the body's fields are looked at",
+        410: "A link expired, used or replaced; told before the body is read",
+        413: "A body over the limit (request_too_large): the message gives the "
+        "signature file's limit on /setup/signature, the request's elsewhere",
         415: "A body that is not application/json",
-        429: "Too many requests; see Retry-After",
+        429: "Too many requests; Retry-After gives the seconds to wait, and "
+        "the message says the same wait",
         503: "The certification service is unavailable",
     }
     return {
@@ -171,7 +178,12 @@ def _schemas() -> dict[str, Any]:
                     "type": "object",
                     "required": ["code", "message", "field"],
                     "properties": {
-                        "code": {"type": "string", "example": "password_mismatch"},
+                        "code": {
+                            "type": "string",
+                            "example": "password_mismatch",
+                            "description": "Stable across releases; the "
+                            "list is in docs/web.md",
+                        },
                         "message": {"type": "string"},
                         "field": _NULLABLE_TEXT,
                     },
@@ -243,7 +255,12 @@ def _schemas() -> dict[str, Any]:
         "OrganizationChoice": {
             "type": "object",
             "description": "organization_id for an organization of the "
-            "workspace, or legal_name and rut for a new one",
+            "workspace, or legal_name and rut for a new one. Both at once is "
+            "refused with json_fields_exclusive (a field sent as null counts "
+            "as left out); an organization_id that is not an integer with "
+            "json_field_type; a new organization whose RUT the workspace "
+            "already has with organization_exists (field rut): choose that "
+            "one by its id",
             "properties": {
                 "organization_id": {"type": "integer"},
                 "legal_name": {"type": "string"},
