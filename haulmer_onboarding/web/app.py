@@ -71,6 +71,8 @@ from haulmer_onboarding.web.intake import intake_routes
 from haulmer_onboarding.web.limits import (
     BodyLimit,
     TooLarge,
+    page_body_limit,
+    request_too_large_error,
     route_path,
     too_large_error,
 )
@@ -272,13 +274,33 @@ class _Pages:
             "csrf_token": self.csrf.token(link_binding(token)) if token else "",
         }
         html = self.onboarding.renderer.page(name, {**defaults, **context})
-        return HTMLResponse(html, status_code=status, headers=_HEADERS)
+        response = HTMLResponse(html, status_code=status, headers=_HEADERS)
+        # A page showing a 429 says when to try again, as the API does.
+        flash: Flash | None = getattr(request.state, "flash", None)
+        if status == 429 and flash is not None and flash.retry_after is not None:
+            response.headers["Retry-After"] = str(flash.retry_after)
+        return response
 
     def flash(self, request: Request) -> Flash | None:
         """The flash this page was redirected with, if any."""
         token = request.path_params.get("token")
         binding = link_binding(token) if token else _page_binding(request.url.path)
-        return self.flashes.read(request, binding)
+        flash = self.flashes.read(request, binding)
+        request.state.flash = flash
+        return flash
+
+    def titled(self, request: Request, flash: Flash | None) -> Response | None:
+        """The error page for a refusal that names no field and comes with a
+        title (a form not from our page, one the server could not read),
+        leading back to a fresh form; ``None`` for any other flash."""
+        if flash is None or flash.kind != "error" or flash.title is None:
+            return None
+        context = {
+            "title": flash.title,
+            "error": flash.error,
+            "back_url": request.url.path,
+        }
+        return self.render(request, "error", context, flash.status)
 
     def refuse(
         self,
@@ -417,25 +439,36 @@ class _Pages:
         hint = flash.values.get("recipient_hint") if flash else None
         return self.render(request, "link_renewed", {"recipient_hint": hint})
 
+    def _too_large_error(self, scope: Scope) -> tuple[OnboardingError, str]:
+        """What a too large request is told, and the page's title: the
+        signature step's file limit there, the limit enforced elsewhere (a
+        page that takes no file names none)."""
+        max_file = self.onboarding.settings.signature_max_bytes
+        if route_path(scope).endswith("/firma"):
+            return too_large_error(max_file), "Archivo demasiado grande"
+        error = request_too_large_error(page_body_limit(max_file))
+        return error, "Solicitud demasiado grande"
+
     def too_large(self, scope: Scope) -> Response:
         """The 413 answer, where no page can be shown around it."""
-        error = too_large_error(self.onboarding.settings.signature_max_bytes)
         request = Request(scope)
         if route_path(scope).startswith("/api/"):
-            return error_json(error, 413)
-        return self.render(
-            request, "error", {"title": "Archivo demasiado grande", "error": error}, 413
-        )
+            max_file = self.onboarding.settings.signature_max_bytes
+            return error_json(too_large_error(max_file), 413)
+        error, title = self._too_large_error(scope)
+        return self.render(request, "error", {"title": title, "error": error}, 413)
 
     async def too_large_page(self, request: Request) -> Response:
         """The 413 answer: back to the page of the form, with the message
-        beside the signature's box or above the form."""
+        beside the signature's box, or on its own page leading back to the
+        form."""
         page = _back(request)
         if page is None or route_path(request.scope).startswith("/api/"):
             return self.too_large(request.scope)
-        error = too_large_error(self.onboarding.settings.signature_max_bytes)
-        step = 2 if request.path_params.get("action") == "firma" else None
-        return self.refuse(request, page, error, 413, step=step)
+        error, title = self._too_large_error(request.scope)
+        if request.path_params.get("action") == "firma":
+            return self.refuse(request, page, error, 413, step=2)
+        return self.refuse(request, page, error, 413, title=title)
 
     async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await run_in_threadpool(func, *args, **kwargs)
@@ -459,7 +492,10 @@ class _Pages:
             "min_length": MIN_LENGTH,
         }
         if request.method != "POST":
-            refused = _refused(self.flash(request))
+            flash = self.flash(request)
+            if (titled := self.titled(request, flash)) is not None:
+                return titled
+            refused = _refused(flash)
             if refused is None:
                 return self.render(request, "password", context)
             shown = {**context, "errors": refused.errors}
@@ -478,7 +514,7 @@ class _Pages:
         except LinkError:
             return RedirectResponse(page, 303)
         except OnboardingError as exc:
-            return self.refuse(request, page, exc, 400)
+            return self.refuse(request, page, exc, _form_status(exc))
         return self.done(request, page)
 
     async def forgot_password(self, request: Request) -> Response:
@@ -489,6 +525,8 @@ class _Pages:
         }
         if request.method != "POST":
             flash = self.flash(request)
+            if (titled := self.titled(request, flash)) is not None:
+                return titled
             if flash is not None and flash.kind == "done":
                 context.update(sent=True, email=flash.values.get("email", ""))
             elif flash is not None:
@@ -525,7 +563,10 @@ class _Pages:
         except LinkError as exc:
             return await self.link_error(request, exc, Purpose.CREATE_WORKSPACE)
         assert link.journey is not None
-        return self._workspace_page(request, link.journey, self.flash(request))
+        flash = self.flash(request)
+        if (titled := self.titled(request, flash)) is not None:
+            return titled
+        return self._workspace_page(request, link.journey, flash)
 
     def _workspace_page(
         self, request: Request, journey: Journey, flash: Flash | None = None
@@ -606,7 +647,12 @@ class _Pages:
             return self.refuse(request, page, exc, 409)
         except OnboardingError as exc:
             return self.refuse(
-                request, _step_url(page, step), exc, 400, values=values, step=step
+                request,
+                _step_url(page, step),
+                exc,
+                _form_status(exc),
+                values=values,
+                step=step,
             )
         if journey.stage is Stage.SETUP_PENDING:
             return self.done(request, page)
@@ -626,8 +672,16 @@ class _Pages:
 
         The check and the step are two transactions: two posts in the same
         instant can both pass it, and then the step's own rules decide, as
-        they did before the check existed.
+        they did before the check existed. A step before its turn, or a
+        journey past the wizard, is left to the facade, which says so
+        ("Completa primero los pasos anteriores", the link used) whatever
+        the form was drawn from.
         """
+        reached = (WIZARD_STEP if wizard == "workspace" else SETUP_STEP).get(
+            journey.stage
+        )
+        if reached is None or step > reached:
+            return None
         if _text(form, "state") == wizard_state(journey):
             return None
         if _already_saved(journey, wizard, step, form):
@@ -640,11 +694,14 @@ class _Pages:
         token = request.path_params["token"]
         flash = self.flash(request)
 
-        def page() -> HTMLResponse:
+        def page() -> Response:
             # The link, the journey, the documents offered and the page, in
             # one trip to a worker thread: the hop costs more than the page.
             link = self.onboarding.open_link(token, Purpose.START_SETUP)
             assert link.journey is not None
+            titled = self.titled(request, flash)
+            if titled is not None:
+                return titled
             return self._setup_page_now(request, link.journey, flash)
 
         try:
@@ -718,7 +775,12 @@ class _Pages:
             return self.refuse(request, page, exc, 409)
         except OnboardingError as exc:
             return self.refuse(
-                request, _step_url(page, step), exc, 400, values=values, step=step
+                request,
+                _step_url(page, step),
+                exc,
+                _form_status(exc),
+                values=values,
+                step=step,
             )
         if journey.stage not in SETUP_STEP:
             return self.done(request, page)
@@ -804,7 +866,10 @@ class _Pages:
             },
         }
         if request.method != "POST":
-            refused = _refused(self.flash(request))
+            flash = self.flash(request)
+            if (titled := self.titled(request, flash)) is not None:
+                return titled
+            refused = _refused(flash)
             if refused is None:
                 return self.render(request, "tax_document", context)
             context["values"].update(refused.values)
@@ -830,7 +895,7 @@ class _Pages:
         except LinkError:
             return RedirectResponse(page, 303)
         except OnboardingError as exc:
-            return self.refuse(request, page, exc, 400, values=values)
+            return self.refuse(request, page, exc, _form_status(exc), values=values)
         return self.done(request, page)
 
     # -- certification status ----------------------------------------------
@@ -856,7 +921,10 @@ class _Pages:
             }
             for number, message in enumerate(self.mailbox(), start=1)
         ]
-        refused = _refused(self.flash(request))
+        flash = self.flash(request)
+        if (titled := self.titled(request, flash)) is not None:
+            return titled
+        refused = _refused(flash)
         return self.browser_form(
             request,
             "dev_mailbox",
@@ -888,7 +956,8 @@ class _Pages:
             await self.call(self.onboarding.record_purchase, purchase)
         except OnboardingError as exc:
             values = {"email": _text(form, "email")}
-            return self.refuse(request, page, exc, 400, values=values)
+            title = "No registramos la compra"
+            return self.refuse(request, page, exc, 400, values=values, title=title)
         return RedirectResponse(page, 303)
 
 
@@ -906,6 +975,12 @@ def _back(request: Request) -> str | None:
     if name in _PAGE_OF:
         return str(request.url_for(_PAGE_OF[name]).path)
     return path if "GET" in (getattr(route, "methods", None) or ()) else None
+
+
+def _form_status(error: OnboardingError) -> int:
+    """The status of a page showing a form's refusal: 429 (with
+    ``Retry-After``) past a rate limit, as in the API; else 400."""
+    return 429 if isinstance(error, RateLimited) else 400
 
 
 def _step_url(page: str, step: int) -> str:
@@ -1056,7 +1131,7 @@ def create_app(
 
     # Forms are small; the largest body is a signature file and its form, or
     # the same file in base64 inside the API's JSON.
-    page_limit = onboarding.settings.signature_max_bytes + 64 * 1024
+    page_limit = page_body_limit(onboarding.settings.signature_max_bytes)
     api_limit = onboarding.settings.signature_max_bytes * 4 // 3 + 64 * 1024
 
     def limit(scope: Scope) -> int:
