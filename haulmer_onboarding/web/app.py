@@ -76,6 +76,7 @@ from haulmer_onboarding.web.limits import (
     route_path,
     too_large_error,
 )
+from haulmer_onboarding.web.redact import install as redact_access_logs
 
 __all__ = ["create_app"]
 
@@ -270,7 +271,7 @@ class _Pages:
             "errors": (),
             "show_forgot": False,
             "back_url": None,
-            "static": (request.scope.get("root_path") or "") + "/static",
+            "static": _app_root(request.scope) + "/static",
             "csrf_token": self.csrf.token(link_binding(token)) if token else "",
         }
         html = self.onboarding.renderer.page(name, {**defaults, **context})
@@ -714,7 +715,10 @@ class _Pages:
     ) -> HTMLResponse:
         """The setup page of ``journey``; blocks (reads the offer)."""
         if journey.stage not in SETUP_STEP:
-            context = {"journey": journey, **self._done_extras(request, "setup")}
+            context = {
+                "journey": journey,
+                **self._done_extras(request, Purpose.START_SETUP),
+            }
             return self.render(request, "setup_done", context)
         reached = SETUP_STEP[journey.stage]
         refused = _refused(flash)
@@ -1019,6 +1023,9 @@ class _PrivateHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Where this app is mounted, before its own mounts (the API) add to
+        # ``root_path``.
+        scope = {**scope, _ROOT: scope.get("root_path") or ""}
 
         async def private(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -1031,9 +1038,20 @@ class _PrivateHeaders:
         await self.app(scope, receive, private)
 
 
+_ROOT = "haulmer_onboarding.root_path"
+
+
+def _app_root(scope: Scope) -> str:
+    """The path this app is mounted at, also inside its own mounts."""
+    root: str = scope.get(_ROOT, scope.get("root_path") or "")
+    return root
+
+
 def _is_machine(request: Request) -> bool:
     """A path programs call: its errors are JSON, not pages."""
-    return route_path(request.scope).startswith(("/api/", "/webhooks/"))
+    path: str = request.scope["path"]
+    below = path[len(_app_root(request.scope)) :]
+    return below.startswith(("/api/", "/webhooks/"))
 
 
 def create_app(
@@ -1137,6 +1155,8 @@ def create_app(
     def limit(scope: Scope) -> int:
         return api_limit if route_path(scope).startswith("/api/") else page_limit
 
+    # Servers' access logs would write the links' tokens down.
+    redact_access_logs()
     app = Starlette(
         routes=routes,
         exception_handlers={

@@ -14,9 +14,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-__all__ = ["LINK_PAGES", "RedactLinkTokens", "redact_path"]
+__all__ = ["ACCESS_LOGGERS", "LINK_PAGES", "RedactLinkTokens", "install", "redact_path"]
+
+#: The loggers the usual servers write request lines to.
+ACCESS_LOGGERS = (
+    "uvicorn.access",
+    "uvicorn.error",
+    "werkzeug",
+    "gunicorn.access",
+    "hypercorn.access",
+)
 
 #: The first path segment of every page whose next segment is a token.
 LINK_PAGES = (
@@ -70,3 +79,13 @@ class RedactLinkTokens(logging.Filter):
         elif isinstance(record.args, Mapping):
             record.args = {k: _redacted(v) for k, v in record.args.items()}
         return True
+
+
+def install(names: Sequence[str] = ACCESS_LOGGERS) -> None:
+    """Give each logger in ``names`` the filter, once: ``create_app`` calls
+    this, so a host served by uvicorn, Flask's werkzeug, gunicorn or
+    hypercorn writes ``[token]`` where a link's token was."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactLinkTokens) for f in logger.filters):
+            logger.addFilter(RedactLinkTokens())
