@@ -403,3 +403,61 @@ def test_every_servers_log_record_loses_the_token(
         assert "[token]" in line
     # The API's paths name actions, not tokens.
     assert redact_path("/api/v1/setup/start") == "/api/v1/setup/start"
+
+
+def test_the_setup_wizard_refuses_a_stale_tab_and_ignores_a_double_click(
+    stack: Stack, customer: WebCustomer
+) -> None:
+    page = customer.open(_password_url(stack, "simple"))
+    customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
+    setup = link_in(
+        wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"]), "INICIAR SETUP"
+    )
+    tab_a = customer.submit(customer.open(setup), "COMENZAR")
+    assert "Paso 1 de 3" in tab_a.text
+    tab_b = customer.open(setup)
+    assert "Paso 2 de 3" in customer.submit(tab_b, "SIGUIENTE").text
+    chosen = stack.onboarding.journey_by_order(_order(stack)).organization
+    assert chosen is not None
+
+    again = customer.submit(tab_a, "SIGUIENTE")  # the same choice, twice
+    assert again.status == 200
+    assert "Paso 2 de 3" in again.text
+    assert STALE not in again.text
+
+    stale = customer.submit(
+        tab_a,
+        "SIGUIENTE",
+        {"organization": "new", "legal_name": "Otra SpA", "rut": "76.543.210-3"},
+    )
+    assert stale.status == 409
+    assert STALE in stale.text
+    assert "Paso 2 de 3" in stale.text
+    journey = stack.onboarding.journey_by_order(_order(stack))
+    assert journey.stage is Stage.SETUP_ORGANIZATION_CHOSEN
+    assert journey.organization == chosen
+    assert journey.workspace is not None
+    assert len(journey.workspace.organizations) == 1
+
+
+def test_a_new_organization_sent_twice_is_created_once(
+    stack: Stack, customer: WebCustomer
+) -> None:
+    page = customer.open(_password_url(stack, "simple"))
+    customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
+    setup = link_in(
+        wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"]), "INICIAR SETUP"
+    )
+    step1 = customer.submit(customer.open(setup), "COMENZAR")
+    new = {"organization": "new", "legal_name": "Rojas SpA", "rut": "76.543.210-3"}
+    first = customer.submit(step1, "SIGUIENTE", new)
+    second = customer.submit(step1, "SIGUIENTE", {**new, "rut": "76543210-3"})
+    for answer in (first, second):
+        assert answer.status == 200
+        assert "Paso 2 de 3" in answer.text
+    assert STALE not in second.text
+    journey = stack.onboarding.journey_by_order(_order(stack))
+    assert journey.organization is not None
+    assert journey.organization.legal_name == "Rojas SpA"
+    assert journey.workspace is not None
+    assert [o.rut for o in journey.workspace.organizations].count("76543210-3") == 1

@@ -197,7 +197,15 @@ def _already_saved(journey: Journey, wizard: str, step: int, form: FormData) -> 
     elif wizard == "workspace" and step == 2 and workspace is not None:
         saved = {"workspace_name": workspace.name}
     elif wizard == "setup" and step == 1 and journey.organization is not None:
-        saved = {"organization": str(journey.organization.id)}
+        chosen = journey.organization
+        if _text(form, "organization") == "new":
+            # The new organization of a first click, typed again.
+            try:
+                same_rut = str(Rut.parse(_text(form, "rut"))) == chosen.rut
+            except ValidationError:
+                return False
+            return same_rut and _same(_text(form, "legal_name"), chosen.legal_name)
+        saved = {"organization": str(chosen.id)}
     elif step != 0:
         return False
     return all(_same(_text(form, name), value) for name, value in saved.items())
