@@ -466,7 +466,11 @@ class Onboarding:
     def _workspace(self, conn: Connection, workspace_id: int) -> Workspace:
         row = store.one(
             conn,
-            sa.select(workspaces, customers.c.email)
+            sa.select(
+                workspaces,
+                customers.c.email,
+                customers.c.name.label("administrator_name"),
+            )
             .join(
                 customers, customers.c.id == workspaces.c.administrator_id, isouter=True
             )
@@ -478,6 +482,7 @@ class Onboarding:
             id=row.id,
             name=row.name,
             administrator_email=row.email,
+            administrator_name=row.administrator_name,
             organizations=tuple(
                 Organization(id=o.id, legal_name=o.legal_name, rut=o.rut) for o in orgs
             ),
@@ -1180,6 +1185,14 @@ class Onboarding:
                 )
                 admin = store.customer_by_id(conn, admin_id)
                 assert admin is not None
+            elif admin.id == row.customer_id and admin.name != admin_name:
+                # The buyer named themself: their own account takes the name.
+                # Another existing account keeps the name its owner has.
+                conn.execute(
+                    customers.update()
+                    .where(customers.c.id == admin.id)
+                    .values(name=admin_name)
+                )
             conn.execute(
                 workspaces.update()
                 .where(workspaces.c.id == row.workspace_id)

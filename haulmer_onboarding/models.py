@@ -160,6 +160,9 @@ class Workspace:
     administrator_email: str | None
     organizations: tuple[Organization, ...]
     finished: bool
+    #: The administrator account's name, as stored (an existing account
+    #: keeps its own).
+    administrator_name: str | None = None
 
 
 @attrs.frozen

@@ -72,12 +72,13 @@ _JOURNEY_COLUMNS = (
     workspaces.c.name,
     workspaces.c.finished_at,
     _admin.c.email,
+    _admin.c.name,
     organizations.c.id,
     organizations.c.legal_name,
     organizations.c.rut,
 )
 _PURCHASE_AT = 12
-_ORGANIZATION_AT = 20
+_ORGANIZATION_AT = 21
 
 
 def _around_journey(source: sa.FromClause) -> sa.Join:
@@ -175,6 +176,7 @@ def journey_from(rows: Rows, start: int = 0) -> Journey | None:
         workspace_name,
         workspace_finished_at,
         administrator_email,
+        administrator_name,
     ) = rows[0][start : start + _ORGANIZATION_AT]
     workspace = organization = None
     if workspace_id is not None:
@@ -188,6 +190,7 @@ def journey_from(rows: Rows, start: int = 0) -> Journey | None:
             id=workspace_id,
             name=workspace_name,
             administrator_email=administrator_email,
+            administrator_name=administrator_name,
             organizations=orgs,
             finished=workspace_finished_at is not None,
         )

@@ -273,7 +273,18 @@ def test_two_concurrent_posts_over_http_exactly_one_wins(
         url = f"{server.url}/documento-tributario/{token}"
         with WebCustomer() as web:
             form = dict(web.open(url).form("SOLICITAR DOCUMENTO").fields)
-        results = race(3, lambda: httpx.post(url, data={**form, "kind": "boleta"}))
+        results = race(
+            3,
+            lambda: httpx.post(
+                url, data={**form, "kind": "boleta"}, follow_redirects=True
+            ),
+        )
+    # Each post is answered 303 (post/redirect/get); the pages they land on
+    # tell the winner it is done and the others that the link was used.
+    assert all(
+        [h.status_code for h in r.history] == [303]  # type: ignore[attr-defined]
+        for r in results
+    )
     statuses = sorted(r.status_code for r in results)  # type: ignore[attr-defined]
     assert statuses == [200, 410, 410]
     used = [r for r in results if r.status_code == 410]  # type: ignore[attr-defined]

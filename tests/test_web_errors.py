@@ -91,7 +91,10 @@ def test_posts_behind_dead_links_say_so_before_judging_the_form(
         ("/contrasena/garbage", {"password": "x", "confirmation": "y"}),
         ("/documento-tributario/garbage", {"kind": "factura", "rut": "1"}),
     ]:
-        response = httpx.post(url + path, data=data)
+        response = httpx.post(url + path, data=data, follow_redirects=True)
+        # Post/redirect/get: the link's own page says why.
+        assert [r.status_code for r in response.history] == [303], path
+        assert response.request.method == "GET"
         assert response.status_code == 404, path
         assert "no es válido" in response.text
 
@@ -105,7 +108,9 @@ def test_a_huge_upload_is_refused_before_it_is_read(
     dead = httpx.post(
         stack.web_url + "/setup/garbage/firma",
         files={"signature": ("firma.pfx", body, "application/x-pkcs12")},
+        follow_redirects=True,
     )
+    assert [r.status_code for r in dead.history] == [303]
     assert dead.status_code == 404
     assert "no es válido" in dead.text
 
@@ -147,7 +152,9 @@ def test_a_huge_upload_is_refused_before_it_is_read(
         setup + "/firma",
         content=chunks(),
         headers={"Content-Type": "multipart/form-data; boundary=b"},
+        follow_redirects=True,
     )
+    assert [r.status_code for r in streamed.history] == [303]
     assert streamed.status_code == 413
     assert "demasiado grande" in streamed.text
     assert 'id="signature-error"' in streamed.text
@@ -179,7 +186,9 @@ def test_unreadable_forms_get_a_spanish_answer(stack: Stack) -> None:
         stack.web_url + "/olvide-mi-contrasena",
         content=b"--x\r\nbroken",
         headers={"Content-Type": "multipart/form-data"},  # no boundary
+        follow_redirects=True,
     )
+    assert [r.status_code for r in response.history] == [303]
     assert response.status_code == 400
     assert "No pudimos leer el formulario" in response.text
 
@@ -255,7 +264,9 @@ def test_odd_digits_in_the_url_or_form_are_not_a_crash(
         # The form's own CSRF token: only the RUT is odd.
         token = dict(page.form("CREAR").fields)["csrf_token"]
         response = httpx.post(
-            page.url.split("?")[0] + path, data={**data, "csrf_token": token}
+            page.url.split("?")[0] + path,
+            data={**data, "csrf_token": token},
+            follow_redirects=True,
         )
         assert response.status_code in {400, 409}
         assert "Internal Server Error" not in response.text
@@ -279,7 +290,14 @@ def test_the_administrator_cannot_be_changed_without_end(
         statuses.append(answer.status)
         page = customer.open(page.url.split("?")[0] + "?paso=1")
     assert statuses[:5] == [200] * 5
-    assert statuses[5:] == [400, 400]
+    # Past the cap: 429 with the wait, in the header and in the words, as
+    # the API answers.
+    assert statuses[5:] == [429, 429]
+    reloaded = customer.client.get(answer.url)
+    assert reloaded.status_code == 429
+    assert int(reloaded.headers["retry-after"]) > 0
+    assert "Vuelve a intentarlo en" in answer.text
+    assert "Paso 1 de 3" in answer.text
     # No account was emailed while the wizard was open.
     to_others = [m for m in stack.catcher.messages if "example.org" in m.to]
     assert to_others == []

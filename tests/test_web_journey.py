@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -161,6 +163,13 @@ def test_pages_walk_the_journey_and_show_errors_in_spanish(
     assert page.html.count("disabled") == 2
     page = customer.submit(page, "SIGUIENTE")
     assert "La certificación ante el SII ha comenzado" in page.text
+    # The done page leads to the certification's progress.
+    found = re.search(r'href="([^"]+)">VER CERTIFICACIÓN<', page.html)
+    assert found is not None
+    progress = customer.open(urljoin(page.url, found.group(1)))
+    assert progress.status == 200
+    assert "Certificación de Rojas SpA" in progress.text
+    assert "Avance de la certificación" in progress.html
 
     enabled = wait_for_subject(
         stack.catcher, BUYER, "¡Rojas SpA ya puede emitir", timeout=60

@@ -153,7 +153,9 @@ def test_posts_not_from_our_page_are_refused_and_change_nothing(
         ({**typed, "csrf_token": own}, {"Sec-Fetch-Site": "cross-site"}),
         ({**typed, "csrf_token": own}, {"Sec-Fetch-Site": "same-site"}),
     ]:
-        refused = httpx.post(url, data=data, headers=headers)
+        refused = httpx.post(url, data=data, headers=headers, follow_redirects=True)
+        # Post/redirect/get: the refusal is a page reached by GET.
+        assert [r.status_code for r in refused.history] == [303], data
         assert refused.status_code == 403, data
         assert REFUSED in refused.text
         assert "nuestra página" in refused.text
@@ -165,7 +167,9 @@ def test_posts_not_from_our_page_are_refused_and_change_nothing(
         url,
         data={**typed, "csrf_token": own},
         headers={"Sec-Fetch-Site": "same-origin"},
+        follow_redirects=True,
     )
+    assert [r.status_code for r in done.history] == [303]
     assert done.status_code == 200
     assert stack.onboarding.verify_password(BUYER, GOOD)
 
@@ -177,7 +181,8 @@ def test_wizard_posts_without_a_token_change_nothing(
     page = customer.open(link_in(_mail(stack, "password"), "CREAR CONTRASEÑA"))
     customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
     setup = link_in(_mail(stack, "setup"), "INICIAR SETUP")
-    refused = httpx.post(setup + "/comenzar")
+    refused = httpx.post(setup + "/comenzar", follow_redirects=True)
+    assert [r.status_code for r in refused.history] == [303]
     assert refused.status_code == 403
     assert REFUSED in refused.text
     # It leads back to the page, where a fresh form waits.
@@ -202,7 +207,9 @@ def test_the_linkless_form_is_bound_to_the_browser_cookie(
     token = dict(page.form("ENVIAR EMAIL").fields)["csrf_token"]
 
     # Another browser (no cookie, or its own) cannot use this page's token.
-    without = httpx.post(url, data={"email": BUYER, "csrf_token": token})
+    without = httpx.post(
+        url, data={"email": BUYER, "csrf_token": token}, follow_redirects=True
+    )
     assert without.status_code == 403
     assert "cookie" in without.text
     with WebCustomer() as stranger:
@@ -317,6 +324,7 @@ def test_the_development_mailbox_form_is_protected_too(tmp_path: Path) -> None:
         forged = httpx.post(
             dev.web_url + "/_dev/compras",
             data={"scenario": "simple", "email": BUYER},
+            follow_redirects=True,
         )
         assert forged.status_code == 403
         assert REFUSED in forged.text
@@ -328,11 +336,17 @@ def test_the_development_mailbox_form_is_protected_too(tmp_path: Path) -> None:
 
 def test_a_refused_renewal_offers_no_dead_end(stack: Stack) -> None:
     refused = httpx.post(
-        stack.web_url + "/enlace-nuevo", data={"token": "abc", "purpose": "x"}
+        stack.web_url + "/enlace-nuevo",
+        data={"token": "abc", "purpose": "x"},
+        follow_redirects=True,
     )
     assert refused.status_code == 403
     assert REFUSED in refused.text
     assert "Volver a la página" not in refused.text
-    forgot = httpx.post(stack.web_url + "/olvide-mi-contrasena", data={"email": BUYER})
+    forgot = httpx.post(
+        stack.web_url + "/olvide-mi-contrasena",
+        data={"email": BUYER},
+        follow_redirects=True,
+    )
     assert forgot.status_code == 403
     assert 'href="/olvide-mi-contrasena"' in forgot.text

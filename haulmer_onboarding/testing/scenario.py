@@ -58,7 +58,9 @@ FieldValue = str | int | bytes | Sequence[str | int]
 # The text part of an email lists each button as "LABEL:" and, on the next
 # line, its URL.
 _BUTTON = re.compile(r"^[ \t]*([^\n:]+?):[ \t]*\n[ \t]*(https?://\S+)", re.M)
-_ALERT = re.compile(r'role="alert"[^>]*>(.*?)</p>', re.S)
+# An alert above a form, or an error beside its field (read with the field
+# through its aria-describedby, so it is no alert of its own).
+_ALERT = re.compile(r'<p\b[^>]*(?:role="alert"|class="error")[^>]*>(.*?)</p>', re.S)
 _TITLE = re.compile(r"<h1[^>]*>(.*?)</h1>", re.S)
 _TAG = re.compile(r"<[^>]+>")
 
@@ -368,7 +370,9 @@ class KitPage:
 
     @property
     def alerts(self) -> list[str]:
-        """The page's error messages, in Spanish, as a screen reader hears."""
+        """The page's error messages, in Spanish, as a screen reader hears
+        them: the alerts above a form and the errors beside its fields, in
+        the page's order."""
         return _page_alerts(self.page.html)
 
     @property

@@ -2,6 +2,6 @@
 and the development mailbox."""
 
 from haulmer_onboarding.web.app import create_app
-from haulmer_onboarding.web.redact import RedactLinkTokens
+from haulmer_onboarding.web.redact import RedactLinkTokens, redact_path
 
-__all__ = ["RedactLinkTokens", "create_app"]
+__all__ = ["RedactLinkTokens", "create_app", "redact_path"]

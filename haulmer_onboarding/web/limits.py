@@ -20,6 +20,7 @@ __all__ = [
     "BodyLimit",
     "TooLarge",
     "api_body_limit",
+    "page_body_limit",
     "request_too_large_error",
     "route_path",
     "too_large_error",
@@ -33,6 +34,12 @@ def api_body_limit(signature_max_bytes: int) -> int:
     """The most bytes an API request may send: the largest signature file in
     base64 (4 bytes for every 3), plus room for the other fields."""
     return signature_max_bytes * 4 // 3 + _FORM_ROOM
+
+
+def page_body_limit(signature_max_bytes: int) -> int:
+    """The most bytes a page's form may send: the largest signature file,
+    plus room for the other fields."""
+    return signature_max_bytes + _FORM_ROOM
 
 
 def request_too_large_error(max_bytes: int) -> ValidationError:

@@ -17,6 +17,7 @@ from playwright.sync_api import Page, Route, expect
 from haulmer_onboarding.cli import local_stack
 from haulmer_onboarding.signatures import format_size
 from haulmer_onboarding.testing.scenarios import plain
+from haulmer_onboarding.web.limits import page_body_limit
 
 BUYER = "compras@ferreteria-los-andes.cl"
 PASSWORD_EMAIL = "[Haulmer Accounts] Crea tu nueva contraseña"
@@ -109,10 +110,12 @@ def test_link_and_form_refusals_are_pages_that_fit_a_phone(
     )
     page.get_by_label("Correo electrónico").fill(BUYER)
     screens.press("ENVIAR EMAIL", "too-large", status=413)
-    assert heading(page) == "Archivo demasiado grande"
+    # This form takes no file: the request's limit, not the signature's.
+    assert heading(page) == "Solicitud demasiado grande"
     expect(page.get_by_role("alert")).to_contain_text(
-        f"el máximo es {format_size(limit)}."
+        f"el máximo es {format_size(page_body_limit(limit))}."
     )
+    expect(page.get_by_role("alert")).not_to_contain_text("archivo")
 
     # A used link: its step's done page, saying the link was used.
     url = kit.mailbox.expect(TAX_EMAIL, to=BUYER).link("SOLICITAR DOCUMENTO")

@@ -260,6 +260,48 @@ def test_a_wizard_survives_reload_back_and_forward(
     assert [o.legal_name for o in journey.workspace.organizations] == ["Rojas SpA"]
 
 
+def test_a_refused_form_survives_reload_back_and_forward_without_resending(
+    journey_kit, screens, browser_page
+) -> None:
+    kit = journey_kit
+    page, _ = browser_page
+    kit.purchase(new_legal_name(BUYER))
+    set_password_over_http(kit)
+    email = kit.mailbox.expect(WORKSPACE_EMAIL, to=BUYER)
+    screens.open(email.link("CREAR WORKSPACE"), "workspace-activate")
+    screens.press("ACTIVAR", "workspace-step1-administrator")
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    # The browser does not check the address itself (novalidate): the
+    # server's Spanish message comes back beside the box, which has the focus.
+    page.get_by_label("Correo electrónico").fill("no-es-un-correo")
+    screens.press("CREAR", "workspace-step1-refused", status=400)
+    box = page.get_by_label("Correo electrónico")
+    assert_error_beside(page, box, "correo electrónico válido")
+    expect(box).to_be_focused()
+    assert len(posts) == 1
+
+    # Reload asks nothing, sends nothing, and shows the same refusal.
+    reloaded = page.reload()
+    assert reloaded is not None
+    assert reloaded.request.method == "GET"
+    assert reloaded.status == 400
+    assert_error_beside(page, box, "correo electrónico válido")
+    expect(box).to_have_value("no-es-un-correo")
+
+    # Back and forward move between GET pages only.
+    page.go_back()
+    assert step_of(page) == "Paso 1 de 3"
+    page.go_forward()
+    assert step_of(page) == "Paso 1 de 3"
+    assert len(posts) == 1
+    assert dialogs == []
+    assert kit.journey(1).stage is Stage.WORKSPACE_ACTIVATED
+
+
 @pytest.mark.journey_kit(
     live_server=True,
     timeout=10,
