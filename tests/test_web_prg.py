@@ -26,6 +26,7 @@ from haulmer_onboarding.testing.customer import (
 )
 from haulmer_onboarding.testing.scenarios import purchase_for
 from haulmer_onboarding.testing.servers import free_port
+from haulmer_onboarding.testing.signatures import make_pkcs12
 from haulmer_onboarding.web import RedactLinkTokens, create_app, redact_path
 from haulmer_onboarding.web.flash import COOKIE, LOST_MESSAGE
 from haulmer_onboarding.web.limits import page_body_limit
@@ -461,3 +462,60 @@ def test_a_new_organization_sent_twice_is_created_once(
     assert journey.organization.legal_name == "Rojas SpA"
     assert journey.workspace is not None
     assert [o.rut for o in journey.workspace.organizations].count("76543210-3") == 1
+
+
+def _checked_organization(html: str) -> str:
+    checked = [
+        tag
+        for tag in re.findall(r'<input[^>]*name="organization"[^>]*>', html)
+        if " checked" in tag
+    ]
+    assert len(checked) == 1, checked
+    found = re.search(r'value="([^"]*)"', checked[0])
+    assert found is not None
+    return found.group(1)
+
+
+def test_going_back_in_the_setup_wizard_shows_the_answers_given(
+    stack: Stack, customer: WebCustomer
+) -> None:
+    # Volver to step 1 shows the organization chosen (here a new one, not
+    # the first of the list), and to step 2 the representative's RUT: sent
+    # again as shown, the answers stay what they were.
+    page = customer.open(_password_url(stack, "simple"))
+    customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
+    setup = link_in(
+        wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"]), "INICIAR SETUP"
+    )
+    step1 = customer.submit(customer.open(setup), "COMENZAR")
+    first = _checked_organization(step1.html)
+    new = {"organization": "new", "legal_name": "Rojas SpA", "rut": "76.543.210-3"}
+    assert "Paso 2 de 3" in customer.submit(step1, "SIGUIENTE", new).text
+    chosen = stack.onboarding.journey_by_order(_order(stack)).organization
+    assert chosen is not None
+    assert str(chosen.id) != first
+
+    back = customer.open(setup + "?paso=1")
+    assert "Paso 1 de 3" in back.text
+    assert _checked_organization(back.html) == str(chosen.id)
+    assert "Paso 2 de 3" in customer.submit(back, "SIGUIENTE").text
+    assert stack.onboarding.journey_by_order(_order(stack)).organization == chosen
+
+    step2 = customer.open(setup)
+    step3 = customer.submit(
+        step2,
+        "SIGUIENTE",
+        {"signature_password": "buena", "legal_representative_rut": "123456785"},
+        files={
+            "signature": (
+                "firma.pfx",
+                make_pkcs12(password="buena"),
+                "application/x-pkcs12",
+            )
+        },
+    )
+    assert "Paso 3 de 3" in step3.text
+    back2 = customer.open(setup + "?paso=2")
+    assert "Paso 2 de 3" in back2.text
+    assert _value(back2.html, "legal_representative_rut") == "12.345.678-5"
+    assert "value=" not in _tag(back2.html, "signature_password")  # never shown
