@@ -303,6 +303,13 @@ def test_unknown_pages_and_methods_are_spanish_pages_with_the_same_headers(
     api = httpx.get(base + "/api/v1/no-existe")
     assert api.status_code == 404
     assert api.json()["error"]["code"] == "not_found"
+    # A 405 names every method the address takes, GET and POST alike.
+    put = httpx.put(base + "/api/v1/password")
+    assert put.status_code == 405
+    assert put.json()["error"]["code"] == "method_not_allowed"
+    assert set(put.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    deleted = httpx.delete(base + "/api/v1/setup/start")
+    assert deleted.headers["allow"] == "POST"
 
 
 def test_files_and_the_api_document_send_no_referrer_and_cache_sensibly(

@@ -441,12 +441,19 @@ def api_routes(onboarding: Onboarding) -> list[Route]:
     # take a few text fields, the request's.
     request_too_large = request_too_large_error(api_body_limit(file_limit))
 
-    def route(path: str, handler: Handler, method: str = "GET") -> Route:
-        methods = ["GET", "HEAD"] if method == "GET" else [method]
+    def route(path: str, **by_method: Handler) -> Route:
+        """One route per path, so that a 405 names every method it takes."""
         too_large = request_too_large
         if path == "/setup/signature":
             too_large = too_large_error(file_limit)
-        return Route(path, _guarded(handler, too_large), methods=methods)
+        handlers = {m.upper(): _guarded(h, too_large) for m, h in by_method.items()}
+        if "GET" in handlers:
+            handlers["HEAD"] = handlers["GET"]
+
+        async def endpoint(request: Request) -> Response:
+            return await handlers[request.method](request)
+
+        return Route(path, endpoint, methods=list(handlers))
 
     def step(
         handler: Callable[[Request, str], Awaitable[Response]], action: str
@@ -458,21 +465,19 @@ def api_routes(onboarding: Onboarding) -> list[Route]:
 
     return [
         Route("/openapi.json", api.openapi, methods=["GET", "HEAD"], name="openapi"),
-        route("/password", api.password),
-        route("/password", api.set_password, "POST"),
-        route("/password-requests", api.forgot_password, "POST"),
-        route("/link-renewals", api.renew_link, "POST"),
-        route("/workspace", api.workspace),
+        route("/password", get=api.password, post=api.set_password),
+        route("/password-requests", post=api.forgot_password),
+        route("/link-renewals", post=api.renew_link),
+        route("/workspace", get=api.workspace),
         *(
-            route(f"/workspace/{action}", step(api.workspace_action, action), "POST")
+            route(f"/workspace/{action}", post=step(api.workspace_action, action))
             for action in ("activate", "administrator", "name", "organization")
         ),
-        route("/setup", api.setup),
+        route("/setup", get=api.setup),
         *(
-            route(f"/setup/{action}", step(api.setup_action, action), "POST")
+            route(f"/setup/{action}", post=step(api.setup_action, action))
             for action in ("start", "organization", "signature", "documents")
         ),
-        route("/tax-document", api.tax_document),
-        route("/tax-document", api.request_tax_document, "POST"),
-        route("/certification", api.certification),
+        route("/tax-document", get=api.tax_document, post=api.request_tax_document),
+        route("/certification", get=api.certification),
     ]
