@@ -6,6 +6,10 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 
+# pytester's in-process runs forget the modules first imported inside them;
+# Alembic's ``context`` must outlive them, since the migrations' env.py reads
+# the proxy Alembic installed on the module object it imported first.
+import alembic.context  # noqa: F401
 import pytest
 
 from haulmer_onboarding import Stage
