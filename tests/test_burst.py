@@ -123,7 +123,11 @@ async def send_burst(url: str) -> Counter[int]:
     queue = bodies + bodies[::REPEAT_EVERY]
     statuses: Counter[int] = Counter()
     position = 0
-    limits = httpx.Limits(max_connections=CONCURRENCY)
+    # A kept-alive connection is reused only while the server keeps it
+    # (uvicorn closes one idle for 5 s): on a loaded machine this process
+    # can leave a connection idle that long, and a request sent as the
+    # server closes it gets no answer. A shop's client should do the same.
+    limits = httpx.Limits(max_connections=CONCURRENCY, keepalive_expiry=2.0)
 
     async with httpx.AsyncClient(limits=limits, timeout=120.0) as client:
 
@@ -135,9 +139,18 @@ async def send_burst(url: str) -> Counter[int]:
                 while True:
                     # Signed when sent, as a shop does, so a slow queue never
                     # ages a signature past the tolerance.
-                    response = await client.post(
-                        url + PATH, content=body, headers=signed_headers(body, SECRET)
-                    )
+                    try:
+                        response = await client.post(
+                            url + PATH,
+                            content=body,
+                            headers=signed_headers(body, SECRET),
+                        )
+                    except httpx.TransportError:
+                        # No answer at all: the purchase may or may not be
+                        # recorded, and sending it again is safe
+                        # (docs/intake.md). Counted, and sent again.
+                        statuses[0] += 1
+                        continue
                     statuses[response.status_code] += 1
                     if response.status_code != 503:
                         break
@@ -206,7 +219,13 @@ def test_a_burst_of_purchases_gets_every_email_exactly_once(
 
     repeats = len(range(0, PURCHASES, REPEAT_EVERY))
     busy = statuses.pop(503, 0)
-    assert statuses == {201: PURCHASES, 200: repeats}
+    unanswered = statuses.pop(0, 0)
+    # Each purchase got one answer: 201 when it was recorded by that
+    # request, 200 when it already was (a repeat, or one sent again after a
+    # request that got no answer had recorded it).
+    assert set(statuses) <= {200, 201}
+    assert statuses[201] + statuses[200] == PURCHASES + repeats
+    assert PURCHASES - unanswered <= statuses[201] <= PURCHASES
 
     messages = catcher.messages
     parser = BytesHeaderParser()
@@ -232,7 +251,7 @@ def test_a_burst_of_purchases_gets_every_email_exactly_once(
         print(
             f"\nburst: {PURCHASES} purchases (+{repeats} repeated) recorded over "
             f"HTTP in {recorded_in:.1f}s ({PURCHASES / recorded_in:.0f}/s, "
-            f"{busy} answered 503 and sent again); "
+            f"{busy} answered 503 and {unanswered} unanswered, sent again); "
             f"{expected} emails delivered by two relays after "
             f"{delivered_in:.1f}s ({expected / delivered_in:.0f}/s overall)"
         )
