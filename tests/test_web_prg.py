@@ -27,6 +27,7 @@ from haulmer_onboarding.testing.customer import (
 from haulmer_onboarding.testing.scenarios import purchase_for
 from haulmer_onboarding.testing.servers import free_port
 from haulmer_onboarding.testing.signatures import make_pkcs12
+from haulmer_onboarding.tokens import LinkSigner
 from haulmer_onboarding.web import RedactLinkTokens, create_app, redact_path
 from haulmer_onboarding.web.flash import COOKIE, LOST_MESSAGE
 from haulmer_onboarding.web.limits import page_body_limit
@@ -526,3 +527,25 @@ def test_going_back_in_the_setup_wizard_shows_the_answers_given(
     assert "Paso 2 de 3" in back2.text
     assert _value(back2.html, "legal_representative_rut") == "12.345.678-5"
     assert "value=" not in _tag(back2.html, "signature_password")  # never shown
+
+
+def test_a_token_anywhere_in_a_line_is_redacted_and_addresses_are_not() -> None:
+    token, _ = LinkSigner(("una-clave-de-prueba-larga",)).issue("create_password")
+    wrapped = "http%3A%2F%2Fh%2Fcontrasena%2F" + token.replace(".", "%2E")
+    for line in (
+        f"GET /onboarding/api/v1/password?token={token} HTTP/1.1",
+        f"POST /onboarding/enlace-nuevo?t={token} HTTP/1.1",
+        f"GET /x?url={wrapped} HTTP/1.1",
+        f"Authorization: Bearer {token}",
+        token,
+    ):
+        redacted = redact_path(line)
+        assert token.split(".")[1] not in redacted, redacted
+        assert token.split(".")[3] not in redacted, redacted
+        assert "[token]" in redacted
+    # Four dotted numbers after a slash are an address, not a token.
+    banner = " * Running on http://127.0.0.1:8771"
+    assert redact_path(banner) == banner
+    assert redact_path("GET /static/site.css?v=1.2.3.4") == (
+        "GET /static/site.css?v=1.2.3.4"
+    )

@@ -41,11 +41,21 @@ LINK_PAGES = (
 _AFTER_PAGE = re.compile(
     r"(?<!/api/v1)/(" + "|".join(map(re.escape, LINK_PAGES)) + r")/[^/?#\s\"']+"
 )
-# A token anywhere: four URL-safe runs joined by dots,
-# purpose.jti.issued.signature; a click tracker may have written the dots
-# as %2E.
+# A token anywhere (a query string, an Authorization header, a click
+# tracker's wrapped URL, alone): purpose.jti.issued.signature, where the
+# random id and the signature are long runs, so that an IP address or a
+# version number is never taken for one. A click tracker may have written
+# the dots as %2E and the slash before it as %2F.
+_SEPARATOR = r"(?:\.|%2[Ee])"
 _TOKEN = re.compile(
-    r"(?<=/)[A-Za-z0-9_%-]+(?:(?:\.|%2[Ee])[A-Za-z0-9_%-]+){3}(?![A-Za-z0-9_.%-])"
+    r"(?:(?<=%2[Ff])|(?<=%3[Dd])|(?<![A-Za-z0-9_]))"
+    r"[a-z][a-z0-9_]{0,39}"
+    + _SEPARATOR
+    + r"[A-Za-z0-9_-]{16,}"
+    + _SEPARATOR
+    + r"[0-9a-z]{1,13}"
+    + _SEPARATOR
+    + r"[A-Za-z0-9_-]{16,}(?![A-Za-z0-9_-])"
 )
 
 
