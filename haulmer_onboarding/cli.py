@@ -24,6 +24,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import attrs
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from haulmer_onboarding.hookspecs import Plugins
@@ -429,10 +430,25 @@ def run_migrate(given: str | None, as_sql: bool) -> int:
     else the settings' default)."""
     default = str(attrs.fields(Settings).database_url.default)
     url = given or os.environ.get("HAULMER_ONBOARDING_DATABASE_URL") or default
+    try:
+        shown = sa.make_url(url).render_as_string(hide_password=True)
+    except (sa.exc.ArgumentError, ValueError):
+        # The URL may hold a password: it is not echoed.
+        print(
+            "migrate: the database URL cannot be read; write it as "
+            "sqlite:///onboarding.db or postgresql+psycopg://user@host:5432/name",
+            file=sys.stderr,
+        )
+        return 2
     if as_sql:
         print(sql_script(url))
         return 0
-    changed, revision = migrate(url)
+    try:
+        changed, revision = migrate(url)
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else ""
+        print(f"migrate: cannot reach {shown}: {reason}", file=sys.stderr)
+        return 1
     state = "migrated to" if changed else "already at"
     print(f"database {state} revision {revision}")
     return 0

@@ -61,10 +61,17 @@ def _web_url(name: str, value: str) -> str | None:
             f"Settings.{name} is not an address ({exc}) "
             f"(environment: {_ENV_PREFIX}{name.upper()})"
         )
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    if (
+        parts.scheme not in {"http", "https"}
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or any(char.isspace() for char in value)
+    ):
         return (
             f"Settings.{name} must be an http:// or https:// address with a "
-            f"host, not {value!r} (environment: {_ENV_PREFIX}{name.upper()})"
+            "host, and no query, fragment or space (links are added after "
+            f"it), not {value!r} (environment: {_ENV_PREFIX}{name.upper()})"
         )
     return None
 
@@ -211,8 +218,8 @@ class Settings:
             if (problem := _web_url(name, getattr(self, name))) is not None:
                 raise ValueError(problem)
         try:
-            sa.make_url(self.database_url)
-        except sa.exc.ArgumentError:
+            sa.make_url(self.database_url).port  # noqa: B018 - checks the port
+        except (sa.exc.ArgumentError, ValueError):
             # The URL may hold a password: it is not echoed.
             raise ValueError(
                 "Settings.database_url is not a database URL such as "

@@ -94,3 +94,22 @@ def test_printing_the_migration_sql_into_head_ends_quietly(tmp_path: Path) -> No
     printing.wait(timeout=60)
     assert "Traceback" not in errors, errors
     assert "BrokenPipeError" not in errors
+
+
+def test_migrate_explains_a_bad_or_unreachable_database_without_its_password(
+    tmp_path: Path,
+) -> None:
+    for url, code, said in (
+        ("postgresql+psycopg://yo:s3cretpw@h:notaport/db", 2, "cannot be read"),
+        ("postgresql+psycopg://yo:s3cretpw@127.0.0.1:1/db", 1, "cannot reach"),
+    ):
+        done = subprocess.run(
+            [*CLI, "migrate", "--database-url", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == code, done.stderr
+        assert said in done.stderr
+        assert "Traceback" not in done.stderr
+        assert "s3cretpw" not in done.stderr + done.stdout
