@@ -56,6 +56,7 @@ from haulmer_onboarding.errors import (
     LinkInvalid,
     LinkUsed,
     NotFoundError,
+    OnboardingError,
     RateLimited,
     RutError,
     StepOrderError,
@@ -1353,6 +1354,39 @@ class Onboarding:
             )
             self._event(conn, pending, row.id, "organization_chosen")
             return self._reload(conn, row.id)
+
+    def holds_signature(
+        self,
+        journey: Journey,
+        data: bytes,
+        password: str,
+        legal_representative_rut: str | None = None,
+    ) -> bool:
+        """Whether ``journey`` already holds this very signature (same
+        certificate) for this representative: step 2 sent twice, a double
+        click on a slow upload, rather than a change from a stale page.
+        Opening the file costs what the step itself costs; any file that
+        does not open is simply not the one held."""
+        saved = journey.signature
+        if not saved:
+            return False
+        try:
+            representative = (
+                str(_representative_rut(legal_representative_rut))
+                if legal_representative_rut is not None
+                else None
+            )
+            loaded = load_signature(
+                data,
+                password,
+                now=self.clock(),
+                max_bytes=self.settings.signature_max_bytes,
+            )
+        except OnboardingError:
+            return False
+        return loaded.info.fingerprint_sha256 == saved.get(
+            "fingerprint_sha256"
+        ) and representative == saved.get("legal_representative_rut")
 
     def upload_signature(
         self,

@@ -549,3 +549,44 @@ def test_a_token_anywhere_in_a_line_is_redacted_and_addresses_are_not() -> None:
     assert redact_path("GET /static/site.css?v=1.2.3.4") == (
         "GET /static/site.css?v=1.2.3.4"
     )
+
+
+def test_the_signature_step_sent_twice_lands_on_the_next_step(
+    stack: Stack, customer: WebCustomer
+) -> None:
+    # A slow upload invites a second click: the same file, password and RUT
+    # from the same page are not a change, while another file from that
+    # page, now stale, still is refused and changes nothing.
+    page = customer.open(_password_url(stack, "simple"))
+    customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
+    setup = link_in(
+        wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"]), "INICIAR SETUP"
+    )
+    step1 = customer.submit(customer.open(setup), "COMENZAR")
+    step2 = customer.submit(step1, "SIGUIENTE")
+    assert "Paso 2 de 3" in step2.text
+    pfx = make_pkcs12(password="buena")
+    fields = {"signature_password": "buena", "legal_representative_rut": "12345678-5"}
+
+    def upload(data: bytes) -> Page:
+        return customer.submit(
+            step2,
+            "SIGUIENTE",
+            fields,
+            files={"signature": ("firma.pfx", data, "application/x-pkcs12")},
+        )
+
+    first = upload(pfx)
+    loaded = stack.onboarding.journey_by_order(_order(stack)).signature
+    assert loaded is not None
+    second = upload(pfx)
+    for answer in (first, second):
+        assert answer.status == 200
+        assert "Paso 3 de 3" in answer.text
+    assert STALE not in second.text
+
+    other = upload(make_pkcs12(password="buena", holder_name="Otra Persona Soto"))
+    assert other.status == 409
+    assert STALE in other.text
+    journey = stack.onboarding.journey_by_order(_order(stack))
+    assert journey.signature == loaded

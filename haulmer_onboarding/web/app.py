@@ -873,6 +873,12 @@ class _Pages:
         )
         if step is None:
             raise HTTPException(404)
+        if (
+            step == 2
+            and _text(form, "state") != wizard_state(link.journey)
+            and await self._signature_resent(link.journey, form)
+        ):
+            return RedirectResponse(page, 303)
         stale = self._stale(request, page, link.journey, "setup", step, form)
         if stale is not None:
             return stale
@@ -913,6 +919,23 @@ class _Pages:
             page = str(request.url_for("setup", token=token).path)
             return RedirectResponse(page, 303)
         return self.render(request, "certification", {"journey": journey})
+
+    async def _signature_resent(self, journey: Journey, form: FormData) -> bool:
+        """Whether a step 2 form drawn before the signature was loaded
+        carries the very signature loaded since (sent twice)."""
+        upload = form.get("signature")
+        if not isinstance(upload, UploadFile):
+            return False
+        data = await upload.read()
+        await upload.seek(0)
+        representative = _text(form, "legal_representative_rut")
+        return await self.call(  # type: ignore[no-any-return]
+            self.onboarding.holds_signature,
+            journey,
+            data,
+            _text(form, "signature_password"),
+            representative,
+        )
 
     async def _setup_call(self, token: str, action: str, form: FormData) -> Journey:
         facade = self.onboarding
