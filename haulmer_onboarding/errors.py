@@ -28,8 +28,9 @@ that only know Python's exceptions can still catch it::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class OnboardingError(Exception):
@@ -151,6 +152,25 @@ class StepOrderError(OnboardingError, RuntimeError):
 class ValidationError(OnboardingError, ValueError):
     code = "invalid"
     default_message = "Revisa los datos ingresados."
+
+
+class FieldErrors(ValidationError):
+    """Several fields of one form refused at once, in the form's order.
+
+    ``code``, ``message`` and ``field`` are the first one's, so a caller
+    that reads one error reads the first; ``errors`` holds them all (the
+    pages mark each field, the JSON API lists them under ``errors``).
+    """
+
+    def __init__(self, errors: Sequence[ValidationError]) -> None:
+        first = errors[0]
+        super().__init__(first.message, code=first.code, field=first.field)
+        self.errors = tuple(errors)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(super().as_dict())
+        data["errors"] = [error.as_dict() for error in self.errors]
+        return data
 
 
 class PasswordError(ValidationError):

@@ -53,6 +53,7 @@ from haulmer_onboarding.errors import (
     CertificationServiceError,
     ConflictError,
     DocumentsError,
+    FieldErrors,
     LinkInvalid,
     LinkUsed,
     NotFoundError,
@@ -210,6 +211,23 @@ _RESERVED_RUTS = {
     "66666666-6": "el RUT genérico de receptor de boletas",
     "88888888-8": "el RUT que usa el SII en la certificación",
 }
+
+
+def _fields(*checks: Callable[[], Any]) -> list[Any]:
+    """Each check's value, in the form's order; every field refused is
+    told at once (``FieldErrors``), not the first alone."""
+    values: list[Any] = []
+    refused: list[ValidationError] = []
+    for check in checks:
+        try:
+            values.append(check())
+        except ValidationError as error:
+            refused.append(error)
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        raise FieldErrors(refused)
+    return values
 
 
 def _parse_rut(value: str, field: str = "rut") -> Rut:
@@ -1161,8 +1179,10 @@ class Onboarding:
         ``_ADMINISTRATOR_CHANGES`` times a day (``RateLimited``).
         """
         self._peek_turn(token, Purpose.CREATE_WORKSPACE, Stage.WORKSPACE_ACTIVATED)
-        admin_email = _check_email(email)
-        admin_name = _required_text(name, "name", "el nombre del administrador")
+        admin_name, admin_email = _fields(
+            lambda: _required_text(name, "name", "el nombre del administrador"),
+            lambda: _check_email(email),
+        )
         with self._transaction() as (conn, pending):
             _, row = self._wizard(conn, token, Stage.WORKSPACE_ACTIVATED)
             now = self.clock()
@@ -1229,8 +1249,10 @@ class Onboarding:
     def finish_workspace(self, token: str, legal_name: str, rut: str) -> Journey:
         """FINALIZAR: the organization; email 6 goes to the administrator."""
         self._peek_turn(token, Purpose.CREATE_WORKSPACE, Stage.WORKSPACE_NAMED)
-        name = _required_text(legal_name, "legal_name", "la razón social")
-        parsed = _parse_rut(rut)
+        name, parsed = _fields(
+            lambda: _required_text(legal_name, "legal_name", "la razón social"),
+            lambda: _parse_rut(rut),
+        )
         with self._transaction() as (conn, pending):
             link, row = self._wizard(conn, token, Stage.WORKSPACE_NAMED)
             self.plugins.validate_organization(name, parsed, row.products)
@@ -1321,8 +1343,10 @@ class Onboarding:
         self._peek_turn(token, Purpose.START_SETUP, Stage.SETUP_STARTED)
         new_name, new_rut = None, None
         if organization_id is None:
-            new_name = _required_text(legal_name, "legal_name", "la razón social")
-            new_rut = _parse_rut(rut)
+            new_name, new_rut = _fields(
+                lambda: _required_text(legal_name, "legal_name", "la razón social"),
+                lambda: _parse_rut(rut),
+            )
         with self._transaction() as (conn, pending):
             _, row = self._setup(conn, token, Stage.SETUP_STARTED)
             workspace = self._workspace(conn, row.workspace_id)

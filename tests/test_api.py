@@ -158,6 +158,12 @@ def test_the_api_walks_the_whole_journey_and_refuses_bad_input(
     assert early.status_code == 409
     assert error_of(early)["code"] == "step_order"
     assert api.post("/workspace/activate", headers=auth, json={}).json()["step"] == 1
+    both = api.post(
+        "/workspace/administrator", headers=auth, json={"name": "", "email": "x"}
+    )
+    assert both.status_code == 400
+    assert error_of(both)["field"] == "name"  # the first, in the form's order
+    assert [e["field"] for e in error_of(both)["errors"]] == ["name", "email"]
     step = api.post(
         "/workspace/administrator",
         headers=auth,

@@ -590,3 +590,31 @@ def test_the_signature_step_sent_twice_lands_on_the_next_step(
     assert STALE in other.text
     journey = stack.onboarding.journey_by_order(_order(stack))
     assert journey.signature == loaded
+
+
+def test_every_bad_box_of_a_wizard_step_is_marked_at_once(
+    stack: Stack, customer: WebCustomer
+) -> None:
+    page = _wizard(stack, customer)
+    refused = customer.submit(page, "CREAR", {"name": "", "email": ""})
+    assert refused.status == 400
+    assert "Revisa los 2 datos marcados" in refused.text
+    for box in ("name", "email"):
+        assert 'aria-invalid="true"' in _tag(refused.html, box), box
+    # The keyboard starts at the first, in the page's order.
+    assert " autofocus" in _tag(refused.html, "name")
+    assert refused.html.count(" autofocus") == 1
+    assert stack.onboarding.journey_by_order(_order(stack)).workspace is not None
+
+    tabbed = customer.submit(page, "CREAR", {"name": "A\tB", "email": "malo"})
+    assert "Revisa los 2 datos marcados" in tabbed.text
+    step2 = customer.submit(
+        page, "CREAR", {"name": "Camila Rojas", "email": "camila@example.cl"}
+    )
+    step3 = customer.submit(step2, "SIGUIENTE", {"workspace_name": "Rojas"})
+    last = customer.submit(
+        step3, "FINALIZAR", {"legal_name": "", "rut": "12.345.678-0"}
+    )
+    assert "Revisa los 2 datos marcados" in last.text
+    for box in ("legal_name", "rut"):
+        assert 'aria-invalid="true"' in _tag(last.html, box), box

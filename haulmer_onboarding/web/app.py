@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from haulmer_onboarding.dte import DteType
 from haulmer_onboarding.errors import (
+    FieldErrors,
     LinkError,
     LinkExpired,
     LinkInvalid,
@@ -353,6 +354,8 @@ class _Pages:
         **flash: Any,
     ) -> Response:
         """``303`` to ``page``, which shows ``errors`` (post/redirect/get)."""
+        if isinstance(errors, FieldErrors):
+            errors = errors.errors
         token = request.path_params.get("token")
         binding = link_binding(token) if token else _page_binding(page)
         refusal = Flash.refusal(errors, status, **flash)

@@ -186,6 +186,21 @@ def _schemas() -> dict[str, Any]:
                         },
                         "message": {"type": "string"},
                         "field": _NULLABLE_TEXT,
+                        "errors": {
+                            "type": "array",
+                            "description": "When several fields are refused "
+                            "at once, each of them in the form's order; the "
+                            "error itself is the first",
+                            "items": {
+                                "type": "object",
+                                "required": ["code", "message", "field"],
+                                "properties": {
+                                    "code": {"type": "string"},
+                                    "message": {"type": "string"},
+                                    "field": _NULLABLE_TEXT,
+                                },
+                            },
+                        },
                     },
                 }
             },
