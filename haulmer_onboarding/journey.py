@@ -94,7 +94,7 @@ from haulmer_onboarding.store.tables import (
     workspaces,
 )
 from haulmer_onboarding.text import check_line
-from haulmer_onboarding.tokens import LinkClaims, LinkSigner, Purpose
+from haulmer_onboarding.tokens import DEFAULT_MAX_AGES, LinkClaims, LinkSigner, Purpose
 
 __all__ = [
     "RENEWABLE",
@@ -337,6 +337,15 @@ class Onboarding:
         self.clock: Callable[[], datetime] = settings.clock
         self.store = Store(settings.database_url)
         self.plugins = plugins or Plugins(blocked=settings.blocked_plugins)
+        for purpose in sorted(set(settings.link_max_ages) - set(DEFAULT_MAX_AGES)):
+            # A plugin's own purpose is fine; a misspelt core one would be
+            # ignored without a word.
+            logger.warning(
+                "link_max_ages names %r, which is not a core link purpose "
+                "(%s); fine for a plugin's own links, else check its spelling",
+                purpose,
+                ", ".join(sorted(DEFAULT_MAX_AGES)),
+            )
         self.signer = LinkSigner(
             settings.secret_keys,
             max_ages=settings.link_max_ages,

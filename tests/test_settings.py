@@ -3,7 +3,9 @@ variable from the environment."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -142,3 +144,17 @@ def test_flags_read_the_usual_words(raw: str, expected: bool) -> None:
         "HAULMER_ONBOARDING_DEVELOPMENT": raw,
     }
     assert Settings.from_env(env).development is expected
+
+
+def test_a_link_age_for_a_purpose_no_core_link_has_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from haulmer_onboarding import Onboarding
+
+    ages = {"create_pasword": timedelta(hours=1), "create_password": timedelta(1)}
+    database = f"sqlite:///{tmp_path / 'x.db'}"
+    with caplog.at_level(logging.WARNING, logger="haulmer_onboarding"):
+        Onboarding(settings(link_max_ages=ages, database_url=database)).close()
+    warned = [r.getMessage() for r in caplog.records]
+    assert any("'create_pasword'" in line for line in warned), warned
+    assert not any("'create_password'" in line for line in warned), warned
