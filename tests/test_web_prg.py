@@ -99,7 +99,7 @@ def test_a_refused_post_answers_303_and_reload_shows_the_same_refusal(
     assert location.startswith(httpx.URL(url).path + "?aviso=")
     assert COOKIE in answer.headers["set-cookie"]
     assert "httponly" in answer.headers["set-cookie"].lower()
-    assert GOOD not in answer.headers["set-cookie"]
+    # What the cookie carries, decoded, is checked in test_web_flash.py.
 
     shown = customer.open(httpx.URL(url).join(location).__str__())
     reloaded = customer.open(shown.url)
