@@ -287,13 +287,20 @@ class Flashes:
             if name == written or not name.startswith(COOKIE):
                 continue
             try:
-                _, signed_at = self._serializer.loads(
+                entries, signed_at = self._serializer.loads(
                     value, max_age=MAX_AGE, return_timestamp=True
                 )
             except BadData:
                 stale.append(name)
                 continue
-            readable.append((signed_at.timestamp(), name))
+            # The signature's time has whole seconds; the entries' own times
+            # order cookies written within the same second.
+            written_at = [
+                float(e["w"])
+                for e in (entries if isinstance(entries, list) else [])
+                if isinstance(e, dict) and isinstance(e.get("w"), int | float)
+            ]
+            readable.append((max(written_at, default=signed_at.timestamp()), name))
         readable.sort(reverse=True)
         stale.extend(name for _, name in readable[MAX_PAGES - 1 :])
         return stale
@@ -303,7 +310,7 @@ def _entry(notice: str, binding: str, flash: Flash) -> dict[str, Any]:
     return {
         "i": notice,
         "b": binding,
-        "w": int(time.time()),
+        "w": round(time.time(), 3),
         "k": flash.kind,
         "s": flash.status,
         "e": [[e.message, e.code, e.field] for e in flash.errors],
