@@ -1417,9 +1417,13 @@ class Onboarding:
             )
         except OnboardingError:
             return False
-        return loaded.info.fingerprint_sha256 == saved.get(
+
+        same_certificate = loaded.info.fingerprint_sha256 == saved.get(
             "fingerprint_sha256"
-        ) and representative == saved.get("legal_representative_rut")
+        )
+        return same_certificate and representative == saved.get(
+            "legal_representative_rut"
+        )
 
     def upload_signature(
         self,

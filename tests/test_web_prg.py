@@ -69,6 +69,15 @@ def _wizard(stack: Stack, customer: WebCustomer) -> Page:
     )
 
 
+def _setup_link(stack: Stack, customer: WebCustomer) -> str:
+    """The INICIAR SETUP link of a purchase without a workspace wizard,
+    password set."""
+    page = customer.open(_password_url(stack, "simple"))
+    customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
+    message = wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"])
+    return link_in(message, "INICIAR SETUP")
+
+
 def _tag(html: str, name: str) -> str:
     """The opening tag of the box named ``name``."""
     found = re.search(rf'<(?:input|select)[^>]*name="{name}"[^>]*>', html)
@@ -417,11 +426,7 @@ def test_every_servers_log_record_loses_the_token(
 def test_the_setup_wizard_refuses_a_stale_tab_and_ignores_a_double_click(
     stack: Stack, customer: WebCustomer
 ) -> None:
-    page = customer.open(_password_url(stack, "simple"))
-    customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
-    setup = link_in(
-        wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"]), "INICIAR SETUP"
-    )
+    setup = _setup_link(stack, customer)
     tab_a = customer.submit(customer.open(setup), "COMENZAR")
     assert "Paso 1 de 3" in tab_a.text
     tab_b = customer.open(setup)
@@ -452,11 +457,7 @@ def test_the_setup_wizard_refuses_a_stale_tab_and_ignores_a_double_click(
 def test_a_new_organization_sent_twice_is_created_once(
     stack: Stack, customer: WebCustomer
 ) -> None:
-    page = customer.open(_password_url(stack, "simple"))
-    customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
-    setup = link_in(
-        wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"]), "INICIAR SETUP"
-    )
+    setup = _setup_link(stack, customer)
     step1 = customer.submit(customer.open(setup), "COMENZAR")
     new = {"organization": "new", "legal_name": "Rojas SpA", "rut": "76.543.210-3"}
     first = customer.submit(step1, "SIGUIENTE", new)
@@ -490,11 +491,7 @@ def test_going_back_in_the_setup_wizard_shows_the_answers_given(
     # Volver to step 1 shows the organization chosen (here a new one, not
     # the first of the list), and to step 2 the representative's RUT: sent
     # again as shown, the answers stay what they were.
-    page = customer.open(_password_url(stack, "simple"))
-    customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
-    setup = link_in(
-        wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"]), "INICIAR SETUP"
-    )
+    setup = _setup_link(stack, customer)
     step1 = customer.submit(customer.open(setup), "COMENZAR")
     first = _checked_organization(step1.html)
     new = {"organization": "new", "legal_name": "Rojas SpA", "rut": "76.543.210-3"}
@@ -557,11 +554,7 @@ def test_the_signature_step_sent_twice_lands_on_the_next_step(
     # A slow upload invites a second click: the same file, password and RUT
     # from the same page are not a change, while another file from that
     # page, now stale, still is refused and changes nothing.
-    page = customer.open(_password_url(stack, "simple"))
-    customer.submit(page, "CREAR CONTRASEÑA", {"password": GOOD, "confirmation": GOOD})
-    setup = link_in(
-        wait_for_subject(stack.catcher, BUYER, SUBJECTS["setup"]), "INICIAR SETUP"
-    )
+    setup = _setup_link(stack, customer)
     step1 = customer.submit(customer.open(setup), "COMENZAR")
     step2 = customer.submit(step1, "SIGUIENTE")
     assert "Paso 2 de 3" in step2.text

@@ -94,6 +94,16 @@ def set_password_over_http(kit) -> None:
     page.press("CREAR CONTRASEÑA", password=kit.password, confirmation=kit.password)
 
 
+def open_workspace_wizard(kit, screens) -> None:
+    """A purchase that changes the razón social, its password set over
+    HTTP, and the browser at step 1 of the workspace wizard."""
+    kit.purchase(new_legal_name(BUYER))
+    set_password_over_http(kit)
+    email = kit.mailbox.expect(WORKSPACE_EMAIL, to=BUYER)
+    screens.open(email.link("CREAR WORKSPACE"), "workspace-activate")
+    screens.press("ACTIVAR", "workspace-step1-administrator")
+
+
 def test_the_password_page_works_with_the_keyboard_alone(
     journey_kit, screens, browser_page
 ) -> None:
@@ -201,11 +211,7 @@ def test_a_wizard_survives_reload_back_and_forward(
 ) -> None:
     kit = journey_kit
     page, _ = browser_page
-    kit.purchase(new_legal_name(BUYER))
-    set_password_over_http(kit)
-    email = kit.mailbox.expect(WORKSPACE_EMAIL, to=BUYER)
-    screens.open(email.link("CREAR WORKSPACE"), "workspace-activate")
-    screens.press("ACTIVAR", "workspace-step1-administrator")
+    open_workspace_wizard(kit, screens)
     page.get_by_label("Nombre").fill("Camila Rojas")
     screens.press("CREAR", "workspace-step2-name")
     assert step_of(page) == "Paso 2 de 3"
@@ -265,11 +271,7 @@ def test_a_refused_form_survives_reload_back_and_forward_without_resending(
 ) -> None:
     kit = journey_kit
     page, _ = browser_page
-    kit.purchase(new_legal_name(BUYER))
-    set_password_over_http(kit)
-    email = kit.mailbox.expect(WORKSPACE_EMAIL, to=BUYER)
-    screens.open(email.link("CREAR WORKSPACE"), "workspace-activate")
-    screens.press("ACTIVAR", "workspace-step1-administrator")
+    open_workspace_wizard(kit, screens)
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     dialogs: list[str] = []
